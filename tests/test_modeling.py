@@ -1,0 +1,333 @@
+"""MultiTaskModel: forward and losses, pooling, encode, predict, save/load (also in a clean process), pipelines."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, BertModel
+
+from conftest import SENTENCE_LABELS, SHARED_DATA, TOKEN_LABELS, needs_shared_data
+from modeling_mtl import MultiTaskModel, split_words
+from modeling_mtl.modeling_mtl import Pooling, bio_to_entities
+
+
+def batch(tokenizer, texts):
+    return tokenizer(texts, padding=True, return_tensors="pt")
+
+
+def test_forward_returns_every_output(tiny_model, tokenizer):
+    inputs = batch(tokenizer, ["fly to paris", "a much longer sentence about new laptops"])
+    out = tiny_model(**inputs)
+    seq_len = inputs["input_ids"].shape[1]
+    assert out.sentence_logits.shape == (2, len(SENTENCE_LABELS))
+    assert out.token_logits.shape == (2, seq_len, len(TOKEN_LABELS))
+    assert out.sentence_embedding.shape == (2, 32)
+    assert torch.allclose(out.sentence_embedding.norm(dim=1), torch.ones(2))
+    assert out.loss is None and out.sentence_loss is None and out.token_loss is None
+
+
+def test_loss_is_the_weighted_sum_of_the_task_losses(make_tiny_model, tokenizer):
+    model = make_tiny_model(sentence_loss_weight=0.3, token_loss_weight=2.0)
+    inputs = batch(tokenizer, ["fly to paris", "buy a laptop"])
+    sentence_labels = torch.tensor([0, 1])
+    token_labels = torch.full(inputs["input_ids"].shape, -100)
+    token_labels[:, 1:3] = torch.tensor([[0, 1], [3, 4]])
+    out = model(**inputs, sentence_labels=sentence_labels, token_labels=token_labels)
+    expected_sentence = torch.nn.functional.cross_entropy(out.sentence_logits, sentence_labels)
+    expected_token = torch.nn.functional.cross_entropy(out.token_logits.reshape(-1, 5), token_labels.reshape(-1))
+    assert torch.allclose(out.sentence_loss, expected_sentence)
+    assert torch.allclose(out.token_loss, expected_token)
+    assert torch.allclose(out.loss, 0.3 * expected_sentence + 2.0 * expected_token)
+
+
+def test_an_absent_or_fully_masked_task_adds_nothing_but_keeps_the_graph(tiny_model, tokenizer):
+    tiny_model.train()
+    inputs = batch(tokenizer, ["fly to paris", "buy a laptop"])
+    only_sentence = tiny_model(**inputs, sentence_labels=torch.tensor([0, 2]))
+    assert only_sentence.token_loss is None
+    assert torch.allclose(only_sentence.loss, only_sentence.sentence_loss)
+
+    # One example has a sentence label, the other is masked; no token label at all.
+    masked = tiny_model(
+        **inputs,
+        sentence_labels=torch.tensor([1, -100]),
+        token_labels=torch.full(inputs["input_ids"].shape, -100),
+    )
+    assert masked.token_loss.item() == 0.0
+    assert torch.isfinite(masked.loss)
+    masked.loss.backward()
+    # The token head took part in the graph (zero gradient, not None): DDP reduces the same parameters everywhere.
+    assert tiny_model.token_head.classifier.weight.grad is not None
+    assert torch.count_nonzero(tiny_model.token_head.classifier.weight.grad) == 0
+    assert torch.count_nonzero(tiny_model.sentence_head.classifier.weight.grad) > 0
+
+
+def test_num_items_in_batch_makes_accumulated_halves_equal_the_full_batch(tiny_model, tokenizer):
+    texts = ["fly to paris", "buy a laptop", "the senate voted today", "hello"]
+    inputs = batch(tokenizer, texts)
+    sentence_labels = torch.tensor([0, 1, -100, 2])
+    token_labels = torch.full(inputs["input_ids"].shape, -100)
+    token_labels[0, 1:4] = torch.tensor([0, 0, 1])
+    token_labels[2, 1:3] = torch.tensor([3, 4])
+    full = tiny_model(**inputs, sentence_labels=sentence_labels, token_labels=token_labels).loss
+    counts = {"sentence": int((sentence_labels != -100).sum()), "token": int((token_labels != -100).sum())}
+    halves = sum(
+        tiny_model(
+            **{key: value[part] for key, value in inputs.items()},
+            sentence_labels=sentence_labels[part],
+            token_labels=token_labels[part],
+            num_items_in_batch=counts,
+        ).loss
+        for part in (slice(0, 2), slice(2, 4))
+    )
+    assert torch.allclose(full, halves, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["mean", "max", "cls", "last"])
+def test_pooling_ignores_padding(mode, make_tiny_model):
+    pooling = Pooling(make_tiny_model(pooling_mode=mode).config)
+    states = torch.randn(1, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 0, 0]])
+    padded = states.clone()
+    padded[:, 3:] = 100.0
+    expected = {
+        "mean": states[0, :3].mean(0),
+        "max": states[0, :3].max(0).values,
+        "cls": states[0, 0],
+        "last": states[0, 2],
+    }[mode]
+    assert torch.allclose(pooling(padded, mask)[0], expected)
+    if mode == "last":  # left padding
+        left = torch.cat([padded[:, 3:], states[:, :3]], dim=1)
+        assert torch.allclose(pooling(left, torch.tensor([[0, 0, 1, 1, 1]]))[0], states[0, 2])
+
+
+def test_encode_keeps_input_order_and_matches_forward(tiny_model, tokenizer):
+    texts = ["short", "a considerably longer sentence than the first one", "mid length text"]
+    embeddings = tiny_model.encode(texts, batch_size=2)
+    assert embeddings.shape == (3, 32)
+    for index, text in enumerate(texts):
+        alone = tiny_model(**batch(tokenizer, [text])).sentence_embedding[0]
+        assert torch.allclose(torch.from_numpy(embeddings[index]), alone, atol=1e-5)
+    assert tiny_model.encode("short").shape == (32,)
+    assert tiny_model.encode([]).shape == (0, 32)
+    assert torch.is_tensor(tiny_model.encode(texts, convert_to_tensor=True))
+
+
+def force_tags(model, tag):
+    """Make the token head predict `tag` for every token (and so every word)."""
+    with torch.no_grad():
+        model.token_head.classifier.weight.zero_()
+        model.token_head.classifier.bias.fill_(0.0)
+        model.token_head.classifier.bias[model.config.token_label2id[tag]] = 10.0
+
+
+IRREGULAR_TEXTS = [
+    "  Fly from Boston,  to   São Paulo on 3:30pm!!  ",
+    "Book\ta flight\nto Zürich (CH) — tomorrow?",
+    "rendez-vous à Montréal l'été prochain…",
+    "東京 から 大阪 まで",
+    "emoji 😀 and @user #tag don't",
+]
+
+
+@pytest.mark.parametrize("tag", ["B-LOC", "I-PER"])
+def test_predict_spans_point_into_the_original_text(tiny_model, tag):
+    force_tags(tiny_model, tag)
+    results = tiny_model.predict(IRREGULAR_TEXTS + [["pre", "split", "words"]], batch_size=2)
+    assert len(results) == len(IRREGULAR_TEXTS) + 1
+    for text, result in zip(IRREGULAR_TEXTS + ["pre split words"], results):
+        assert result["label"] in SENTENCE_LABELS and 0.0 <= result["score"] <= 1.0
+        assert result["entities"], text
+        for entity in result["entities"]:
+            assert text[entity["start"] : entity["end"]] == entity["word"]
+            assert entity["entity_group"] == tag[2:]
+        words = split_words(text)
+        if tag.startswith("B-"):  # every word its own entity
+            assert [e["word"] for e in result["entities"]] == [w for w, _, _ in words]
+        else:  # one entity from the first word to the last
+            assert result["entities"][0]["start"] == words[0][1]
+            assert result["entities"][-1]["end"] == words[-1][2]
+
+
+def test_bio_to_entities_groups_words():
+    text = "fly from new york to paris"
+    words = split_words(text)
+    tags = ["O", "O", "B-LOC", "I-LOC", "O", "I-LOC"]
+    entities = bio_to_entities(text, tags, [1.0, 1.0, 0.8, 0.6, 1.0, 0.5], [(s, e) for _, s, e in words])
+    assert [(e["word"], e["entity_group"]) for e in entities] == [("new york", "LOC"), ("paris", "LOC")]
+    assert entities[0]["score"] == pytest.approx(0.7)
+
+
+def test_bad_inputs_name_the_offending_index(tiny_model):
+    with pytest.raises(TypeError, match="input 1 is NoneType"):
+        tiny_model.predict(["ok", None])
+    with pytest.raises(TypeError, match="input 0 is list"):
+        tiny_model.encode([["a", "b"]])
+    with pytest.raises(ValueError, match="input 1: word 1 is 'b c'"):
+        tiny_model.predict(["ok", ["a", "b c"]])
+    with pytest.raises(TypeError, match="expected a list of texts"):
+        tiny_model.predict("not a list")
+
+
+def test_from_encoder_loads_the_encoder_weights_exactly(minilm_path):
+    model = MultiTaskModel.from_encoder(minilm_path, sentence_labels=["a", "b"], token_labels=["O", "B-X", "I-X"])
+    reference = BertModel.from_pretrained(minilm_path).state_dict()
+    ours = model.encoder.state_dict()
+    assert set(ours) == {key for key in reference if not key.startswith("pooler.")}
+    assert all(torch.equal(ours[key], reference[key]) for key in ours)
+    # Read from the sentence-transformers folder: mean pooling, Normalize module, max_seq_length 256.
+    assert (model.config.pooling_mode, model.config.normalize_embeddings, model.config.max_seq_length) == (
+        "mean",
+        True,
+        256,
+    )
+    assert MultiTaskModel.from_encoder(minilm_path, pooling_mode="cls").config.pooling_mode == "cls"
+
+
+def test_default_encoder_id_resolves_offline_to_the_shipped_copy(minilm_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    model = MultiTaskModel.from_encoder(sentence_labels=["a", "b"])
+    assert model.config.encoder_name_or_path == "sentence-transformers/all-MiniLM-L6-v2"
+    reference = BertModel.from_pretrained(minilm_path).state_dict()
+    key = "embeddings.word_embeddings.weight"
+    assert torch.equal(model.encoder.state_dict()[key], reference[key])
+
+
+def test_save_writes_a_complete_folder_and_reloads(tiny_model, tokenizer, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "model")
+    names = set(os.listdir(tmp_path / "model"))
+    assert {"config.json", "model.safetensors", "configuration_mtl.py", "modeling_mtl.py", "tokenizer.json"} <= names
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["auto_map"]["AutoModel"] == "modeling_mtl.MultiTaskModel"
+    loaded = AutoModel.from_pretrained(tmp_path / "model")
+    assert isinstance(loaded, MultiTaskModel) and loaded.tokenizer is not None
+    inputs = batch(tokenizer, ["fly to paris"])
+    assert torch.equal(loaded(**inputs).token_logits, tiny_model(**inputs).token_logits)
+    # Saving again over the folder replaces it in place.
+    tiny_model.save_pretrained(tmp_path / "model")
+    assert set(os.listdir(tmp_path / "model")) == names
+
+
+def test_an_interrupted_save_never_leaves_a_folder_that_half_loads(tiny_model, tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    tiny_model.save_pretrained(target)
+    real_replace = os.replace
+    calls = []
+
+    def crash_after_first_file(source, destination):
+        calls.append(destination)
+        if len(calls) > 1:
+            raise KeyboardInterrupt("killed mid-save")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", crash_after_first_file)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_model.save_pretrained(target)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not (target / "config.json").exists()
+    with pytest.raises((OSError, ValueError), match="config.json"):
+        AutoModel.from_pretrained(target)
+    assert not [name for name in os.listdir(tmp_path) if ".saving-" in name]  # staging cleaned up
+
+
+CLEAN_CLIENT = textwrap.dedent(
+    """
+    import sys
+
+    class BlockPackage:  # the model must load from the folder's own code files
+        def find_spec(self, name, path=None, target=None):
+            if name == "modeling_mtl" or name.startswith("modeling_mtl."):
+                raise ImportError("the modeling_mtl package is not available in a clean client")
+
+    sys.meta_path.insert(0, BlockPackage())
+    import torch
+    from safetensors.torch import save_file
+    from transformers import (AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+                              AutoTokenizer, pipeline)
+
+    folder, out = sys.argv[1], sys.argv[2]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True)
+    assert "transformers_modules" in type(model).__module__, type(model).__module__
+    inputs = model.tokenizer(["fly from boston to new york", "buy a new laptop"], padding=True, return_tensors="pt")
+    output = model(**inputs)
+    tensors = {
+        "sentence_logits": output.sentence_logits,
+        "token_logits": output.token_logits,
+        "sentence_embedding": output.sentence_embedding,
+        "embeddings": model.encode(["fly from boston to new york", "buy a new laptop"], convert_to_tensor=True),
+        "view_sentence": AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)(**inputs).logits,
+        "view_token": AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True)(**inputs).logits,
+    }
+    save_file({k: v.contiguous() for k, v in tensors.items()}, out + "/tensors.safetensors")
+    text = pipeline("text-classification", model=folder, trust_remote_code=True)("fly from boston to new york")
+    tokens = pipeline("token-classification", model=folder, trust_remote_code=True)("fly from boston to new york")
+    import json
+    json.dump({"text": text, "tokens": [{k: (float(v) if k == "score" else v) for k, v in t.items()} for t in tokens],
+               "predict": model.predict(["fly from boston to new york"])}, open(out + "/pipelines.json", "w"))
+    """
+)
+
+
+def run_clean_client(folder, out):
+    script = out / "client.py"
+    script.write_text(CLEAN_CLIENT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), str(folder), str(out)], cwd=out, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return load_file(out / "tensors.safetensors"), json.loads((out / "pipelines.json").read_text())
+
+
+def test_clean_client_loads_the_folder_with_trust_remote_code(tiny_model, tokenizer, tmp_path):
+    force_tags(tiny_model, "B-LOC")
+    with torch.no_grad():
+        tiny_model.token_head.classifier.weight.normal_()  # keep it deterministic but not constant
+    folder, out = tmp_path / "model", tmp_path / "client"
+    out.mkdir()
+    tiny_model.save_pretrained(folder)
+    tensors, outputs = run_clean_client(folder, out)
+
+    texts = ["fly from boston to new york", "buy a new laptop"]
+    inputs = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        reference = tiny_model(**inputs)
+    assert torch.equal(tensors["sentence_logits"], reference.sentence_logits)
+    assert torch.equal(tensors["token_logits"], reference.token_logits)
+    assert torch.equal(tensors["sentence_embedding"], reference.sentence_embedding)
+    assert torch.equal(tensors["view_sentence"], reference.sentence_logits)
+    assert torch.equal(tensors["view_token"], reference.token_logits)
+    assert torch.allclose(tensors["embeddings"], torch.from_numpy(tiny_model.encode(texts)), atol=1e-6)
+
+    probabilities = reference.sentence_logits[0].softmax(-1)
+    assert outputs["text"][0]["label"] == SENTENCE_LABELS[int(probabilities.argmax())]
+    assert outputs["text"][0]["score"] == pytest.approx(float(probabilities.max()), abs=1e-6)
+    token_ids = reference.token_logits[0].argmax(-1)
+    expected_tags = [TOKEN_LABELS[int(i)] for i, m in zip(token_ids[1:-1], inputs["attention_mask"][0][1:-1]) if m]
+    assert [t["entity"] for t in outputs["tokens"]] == [tag for tag in expected_tags if tag != "O"]
+    assert outputs["predict"] == json.loads(json.dumps(tiny_model.predict(["fly from boston to new york"])))
+
+
+@needs_shared_data
+def test_encode_matches_sentence_transformers_on_real_sentences(minilm_path):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    import csv
+
+    sentences = []
+    with open(SHARED_DATA / "stsbenchmark" / "sts-test.csv", encoding="utf-8") as handle:
+        for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+            sentences.extend(row[5:7])
+            if len(sentences) >= 300:
+                break
+    reference = sentence_transformers.SentenceTransformer(minilm_path, device="cpu").encode(sentences, batch_size=32)
+    model = MultiTaskModel.from_encoder(minilm_path, sentence_labels=["a", "b"])
+    ours = model.encode(sentences, batch_size=32)
+    assert ours.shape == reference.shape == (300, 384)
+    assert abs(ours - reference).max() <= 1e-5
