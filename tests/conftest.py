@@ -62,3 +62,19 @@ def make_tiny_model(tokenizer):
 @pytest.fixture
 def tiny_model(make_tiny_model):
     return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory, tokenizer):
+    """A tiny random BERT encoder saved with the MiniLM tokenizer: `from_encoder` / `--encoder` accept it."""
+    from transformers import BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_encoder")
+    torch.manual_seed(0)
+    BertModel(tiny_config(tokenizer.vocab_size).encoder_config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DATA = REPO / "data" / "demo"

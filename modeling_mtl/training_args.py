@@ -1,0 +1,228 @@
+"""Arguments of a training run: model, data and training dataclasses, read from YAML/JSON plus `--key value` overrides.
+
+    model_args, data_args, training_args = parse_arguments(["configuration/demo.yaml", "--num_train_epochs", "1"])
+"""
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from .data import DataSource
+from .modeling_mtl import DEFAULT_ENCODER
+
+
+@dataclass
+class ModelArguments:
+    """Which encoder to start from and how the multi-task model around it is shaped."""
+
+    encoder: str = field(
+        default=DEFAULT_ENCODER,
+        metadata={"help": "Hub id or local folder of the pretrained encoder (any AutoModel-compatible encoder)."},
+    )
+    pooling_mode: str | None = field(
+        default=None, metadata={"help": "mean | cls | max | last; default: the encoder's sentence-transformers setting."}
+    )
+    normalize_embeddings: bool | None = field(
+        default=None, metadata={"help": "L2-normalise sentence embeddings; default: the encoder's setting."}
+    )
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Longest input in tokens; default: the encoder's setting (256 for MiniLM)."}
+    )
+    head_dropout: float = field(default=0.1, metadata={"help": "Dropout before both heads."})
+    sentence_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the sentence loss."})
+    token_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the token loss."})
+
+    def config_overrides(self) -> dict:
+        """The MultiTaskConfig fields set here (None means: keep the encoder's own setting)."""
+        names = ("pooling_mode", "normalize_embeddings", "max_seq_length", "head_dropout", "sentence_loss_weight",
+                 "token_loss_weight")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from. One source with the flat fields, or several with `sources` (a list of dicts with
+    the same keys), e.g. ATIS (both tasks) mixed with SST-2 (sentence labels only)."""
+
+    data_dir: str | None = field(default=None, metadata={"help": "Local folder (relative to the working directory)."})
+    data_format: str | None = field(
+        default=None, metadata={"help": "jointbert | conll | sst2 | csv | jsonl; default: detected from the folder."}
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub data set id (datasets.load_dataset)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub data set configuration."})
+    text_column: str | None = field(default=None, metadata={"help": "Column holding raw text."})
+    tokens_column: str | None = field(default=None, metadata={"help": "Column holding pre-split words."})
+    sentence_label_column: str | None = field(default=None, metadata={"help": "Column holding the sentence label."})
+    tags_column: str | None = field(default=None, metadata={"help": "Column holding word-level BIO tags."})
+    sources: list[dict] | None = field(default=None, metadata={"help": "Several sources, each a dict of the above."})
+    label_all_tokens: bool = field(
+        default=False, metadata={"help": "Label every sub-token (B- becomes I- after the first) instead of the first."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N validation/test examples."})
+    per_entity_metrics: bool = field(default=True, metadata={"help": "Report P/R/F1 per entity type."})
+
+    def data_sources(self) -> list[DataSource]:
+        source_fields = {f.name for f in dataclasses.fields(DataSource)}
+        if self.sources:
+            if self.data_dir or self.dataset_name:
+                raise ValueError("give either `sources` or `data_dir`/`dataset_name`, not both")
+            sources = []
+            for index, spec in enumerate(self.sources):
+                unknown = sorted(set(spec) - source_fields)
+                if unknown:
+                    raise ValueError(f"sources[{index}] has unknown keys {unknown}; known keys: {sorted(source_fields)}")
+                sources.append(DataSource(**spec))
+            return sources
+        return [DataSource(**{name: getattr(self, name) for name in source_fields if hasattr(self, name)})]
+
+
+@dataclass
+class MultiTaskTrainingArguments(TrainingArguments):
+    """`transformers.TrainingArguments` with defaults suited to multi-task fine-tuning, plus early stopping."""
+
+    output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints and the final model go."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on the validation split."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to write a checkpoint."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best one always is)."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the checkpoint best on validation."})
+    metric_for_best_model: str | None = field(
+        default="loss", metadata={"help": "Validation metric that picks the best checkpoint, e.g. exact_match."}
+    )
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of steps of linear warm-up."})
+    logging_steps: float = field(default=20, metadata={"help": "Log every N optimiser steps."})
+    label_names: list[str] | None = field(
+        default_factory=lambda: ["sentence_labels", "token_labels"], metadata={"help": "Label inputs of the model."}
+    )
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after N evaluations without improvement of metric_for_best_model."}
+    )
+
+    def __post_init__(self):
+        # Without an accelerator, run as a CPU job: this is what makes several processes (accelerate's multi-GPU
+        # launcher, torchrun) form a real DDP group over gloo, and what lets bf16 autocast run on the CPU.
+        if not self.use_cpu and not torch.accelerator.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, MultiTaskTrainingArguments)
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 booleans: only true/false are booleans, so `save_strategy: no` stays the string "no"."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _load_yaml(text):
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
+def _matches(value, annotation) -> bool:
+    """Whether a YAML value fits a dataclass field annotation (loosely: int for float, any dict for dict)."""
+    if annotation is typing.Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, option) for option in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(annotation, type):
+        if issubclass(annotation, str) or annotation.__module__ != "builtins":  # enums and str-like options
+            return isinstance(value, (str, annotation))
+        return isinstance(value, annotation)
+    return True
+
+
+def _read_config_file(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"run configuration {path} not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        values = json.loads(text) if path.suffix == ".json" else _load_yaml(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
+    return values
+
+
+def _parse_overrides(arguments: list[str]) -> dict:
+    """`--key value` pairs (and bare `--flag` for true); values are read as YAML scalars/lists."""
+    overrides, index = {}, 0
+    while index < len(arguments):
+        argument = arguments[index]
+        if not argument.startswith("--") or len(argument) == 2:
+            raise ValueError(f"unexpected command-line argument {argument!r}; overrides look like --key value")
+        key, has_value, value = argument[2:].partition("=")
+        if not has_value:
+            if index + 1 < len(arguments) and not arguments[index + 1].startswith("--"):
+                value, index = arguments[index + 1], index + 1
+            else:
+                value = "true"
+        overrides[key.replace("-", "_")] = _load_yaml(value) if value != "" else ""
+        index += 1
+    return overrides
+
+
+def parse_arguments(argv: list[str], default_config: str | None = None):
+    """Model, data and training arguments from an optional config file (first argument, .yaml/.yml/.json) and
+    `--key value` overrides. Unknown keys and values of the wrong type are refused, naming the key and the file."""
+    argv = list(argv)
+    config_path = None
+    if argv and not argv[0].startswith("--"):
+        config_path = Path(argv.pop(0))
+    elif default_config is not None:
+        config_path = Path(default_config)
+    values = _read_config_file(config_path) if config_path is not None else {}
+    origin = {key: str(config_path) for key in values}
+    overrides = _parse_overrides(argv)
+    values.update(overrides)
+    origin.update({key: "the command line" for key in overrides})
+
+    fields = {}
+    for cls in ARGUMENT_CLASSES:
+        hints = typing.get_type_hints(cls)
+        for item in dataclasses.fields(cls):
+            if item.init:
+                fields.setdefault(item.name, hints[item.name])
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        where = ", ".join(f"{key!r} (from {origin[key]})" for key in unknown)
+        raise ValueError(f"unknown argument(s) {where}; see `python train_mtl.py --help` for the accepted keys")
+    for key, value in values.items():
+        if not _matches(value, fields[key]):
+            raise ValueError(
+                f"argument {key!r} (from {origin[key]}) is {value!r} ({type(value).__name__}), expected {fields[key]}"
+            )
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    return parser.parse_dict(values)

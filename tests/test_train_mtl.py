@@ -1,0 +1,123 @@
+"""train_mtl.py end to end: plain python, two-process DDP over gloo, resuming; the result loads in a clean client."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import DEMO_DATA, REPO
+from test_modeling import run_clean_client
+from train_mtl import main
+
+TINY_RUN = [
+    "--max_train_samples", "48",
+    "--max_eval_samples", "12",
+    "--per_device_train_batch_size", "8",
+    "--per_device_eval_batch_size", "16",
+    "--logging_steps", "2",
+    "--max_seq_length", "64",
+]
+
+
+def test_demo_run_leaves_a_complete_model_folder(tiny_encoder_dir, tmp_path):
+    output = tmp_path / "run"
+    main([str(REPO / "configuration" / "demo.yaml"), "--encoder", tiny_encoder_dir, "--data_dir", str(DEMO_DATA),
+          "--output_dir", str(output), "--num_train_epochs", "2", *TINY_RUN])
+
+    results = json.loads((output / "all_results.json").read_text())
+    for prefix in ("eval", "test"):
+        for name in ("loss", "sentence_loss", "token_loss", "sentence_accuracy", "sentence_f1_macro", "token_precision",
+                     "token_recall", "token_f1", "exact_match", "token_LOC_f1"):
+            assert f"{prefix}_{name}" in results, f"{prefix}_{name}"
+    assert results["test_samples"] == 12 and results["train_world_size"] == 1
+    lines = (output / "test_predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 12
+    record = json.loads(lines[0])
+    assert {"text", "gold_label", "predicted_label", "gold_tags", "predicted_tags"} <= set(record)
+    assert len(record["predicted_tags"]) == len(record["gold_tags"])
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert any("sentence_loss" in log and "token_loss" in log for log in state["log_history"])
+    assert any("eval_sentence_loss" in log for log in state["log_history"])
+    for name in ("config.json", "model.safetensors", "modeling_mtl.py", "configuration_mtl.py", "tokenizer.json"):
+        assert (output / name).exists(), name
+
+    client = tmp_path / "client"
+    client.mkdir()
+    tensors, outputs = run_clean_client(output, client)
+    assert tensors["token_logits"].shape[-1] == 9  # O + B/I of PERSON, LOC, ORG, DATE
+    assert outputs["predict"][0]["label"] in {"travel", "technology", "politics", "sports", "other"}
+
+
+def test_resume_from_the_latest_checkpoint(tiny_encoder_dir, tmp_path):
+    output = tmp_path / "run"
+    common = [str(REPO / "configuration" / "demo.yaml"), "--encoder", tiny_encoder_dir, "--data_dir",
+              str(DEMO_DATA), "--output_dir", str(output), *TINY_RUN, "--eval_strategy", "steps",
+              "--save_strategy", "steps", "--eval_steps", "2", "--save_steps", "2"]
+    main(common + ["--max_steps", "4"])
+    assert (output / "checkpoint-4").is_dir()
+    trainer = main(common + ["--max_steps", "6", "--resume_from_checkpoint", "latest"])
+    assert trainer.state.global_step == 6
+    assert [log["step"] for log in trainer.state.log_history if "loss" in log] == [2, 4, 6]
+
+
+@pytest.fixture
+def one_task_sources(tmp_path):
+    """A sentence-only and a token-only source: most batches carry labels for one head only."""
+    sentences = tmp_path / "reviews"
+    sentences.mkdir()
+    rows = [("what a great movie", "positive"), ("an awful waste of time", "negative")] * 12
+    for split in ("train", "validation"):
+        (sentences / f"{split}.jsonl").write_text(
+            "\n".join(json.dumps({"text": text, "label": label}) for text, label in rows)
+        )
+    entities = tmp_path / "entities"
+    entities.mkdir()
+    sentence = "john\tB-PER\nlives\tO\nin\tO\nparis\tB-LOC\n"
+    for split in ("train", "dev"):
+        (entities / f"{split}.conll").write_text("\n".join([sentence] * 12))
+    return sentences, entities
+
+
+def test_two_process_ddp_with_one_task_batches(tiny_encoder_dir, one_task_sources, tmp_path):
+    sentences, entities = one_task_sources
+    output = tmp_path / "ddp"
+    config = tmp_path / "ddp.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "encoder": tiny_encoder_dir,
+                "sources": [{"data_dir": str(sentences)}, {"data_dir": str(entities)}],
+                "output_dir": str(output),
+                "max_steps": 6,
+                "per_device_train_batch_size": 2,
+                "eval_strategy": "steps",
+                "save_strategy": "steps",
+                "eval_steps": 3,
+                "save_steps": 3,
+                "logging_steps": 1,
+                "max_seq_length": 32,
+                # Unused parameters would make DDP fail loudly here instead of being searched for.
+                "ddp_find_unused_parameters": False,
+            }
+        )
+    )
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(REPO / "configuration" / "accelerate_ddp_cpu.yaml"), str(REPO / "train_mtl.py"), str(config)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "world size 2, process 0" in result.stderr
+    results = json.loads((output / "all_results.json").read_text())
+    assert results["train_world_size"] == 2
+    assert {"eval_sentence_loss", "eval_token_loss", "eval_sentence_accuracy", "eval_token_f1"} <= set(results)
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+
+    client = tmp_path / "client"
+    client.mkdir()
+    tensors, _ = run_clean_client(output, client)
+    reference = load_file(output / "model.safetensors")
+    assert tensors["sentence_logits"].shape[-1] == 2 and "sentence_head.classifier.weight" in reference

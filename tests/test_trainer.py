@@ -1,0 +1,118 @@
+"""MultiTaskTrainer: exact gradient accumulation with two tasks, per-task loss logging, small evaluation outputs."""
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from conftest import SENTENCE_LABELS, TOKEN_LABELS
+from modeling_mtl.data import MultiTaskCollator, encode_dataset_dict
+from modeling_mtl.metrics import build_compute_metrics
+from modeling_mtl.trainer import MultiTaskTrainer
+from modeling_mtl.training_args import MultiTaskTrainingArguments
+
+EXAMPLES = [  # both tasks, sentence only, tokens only: batches hold different numbers of labels per task
+    ("fly to paris tomorrow", "travel", ["O", "O", "B-LOC", "O"]),
+    ("new laptops from apple", "technology", None),
+    ("john smith lives in new york", None, ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]),
+    ("hello there", "other", ["O", "O"]),
+    ("trains to rome", "travel", ["O", "O", "B-LOC"]),
+    ("a phone with a big screen", "technology", ["O", "O", "O", "O", "O", "O"]),
+    ("mary flew to berlin", None, ["B-PER", "O", "O", "B-LOC"]),
+    ("nothing much", "other", None),
+]
+
+
+def dataset(tokenizer, examples=EXAMPLES):
+    raw = Dataset.from_dict(
+        {
+            "text": [text for text, _, _ in examples],
+            "words": [text.split() for text, _, _ in examples],
+            "tags": [tags for _, _, tags in examples],
+            "sentence_label": [label for _, label, _ in examples],
+            "source": ["test"] * len(examples),
+        }
+    )
+    encoded, _ = encode_dataset_dict(DatasetDict(train=raw), tokenizer, SENTENCE_LABELS, TOKEN_LABELS, 64)
+    return encoded["train"]
+
+
+def trainer_for(model, tokenizer, train, tmp_path, **overrides):
+    settings = dict(
+        output_dir=str(tmp_path / "out"),
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        seed=7,
+    )
+    settings.update(overrides)
+    return MultiTaskTrainer(
+        model=model,
+        args=MultiTaskTrainingArguments(**settings),
+        train_dataset=train,
+        processing_class=tokenizer,
+        data_collator=MultiTaskCollator(tokenizer),
+    )
+
+
+def deterministic_model(make_tiny_model):
+    model = make_tiny_model(head_dropout=0.0)
+    model.config.encoder_config.hidden_dropout_prob = 0.0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def test_gradient_accumulation_equals_one_big_batch(make_tiny_model, tokenizer, tmp_path):
+    train = dataset(tokenizer)
+    updated = []
+    for batch_size, accumulation in ((8, 1), (4, 2), (2, 4)):
+        model = deterministic_model(make_tiny_model)
+        trainer = trainer_for(
+            model, tokenizer, train, tmp_path, per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=1.0,
+            lr_scheduler_type="constant", warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0,
+        )
+        trainer.train()
+        updated.append({name: p.detach().clone() for name, p in model.named_parameters()})
+    initial = dict(deterministic_model(make_tiny_model).named_parameters())
+    assert any(not torch.equal(updated[0][name], initial[name]) for name in initial)  # the step did move weights
+    for other in updated[1:]:
+        for name, value in updated[0].items():
+            assert torch.allclose(value, other[name], atol=1e-5), name
+
+
+def test_task_losses_are_logged_for_training_and_evaluation(tiny_model, tokenizer, tmp_path):
+    train = dataset(tokenizer)
+    trainer = trainer_for(tiny_model, tokenizer, train, tmp_path, per_device_train_batch_size=4, max_steps=4)
+    trainer.train()
+    train_logs = [log for log in trainer.state.log_history if "loss" in log]
+    assert len(train_logs) == 4
+    assert all({"sentence_loss", "token_loss"} <= set(log) for log in train_logs)
+
+    metrics = trainer.evaluate(train)
+    assert {"eval_loss", "eval_sentence_loss", "eval_token_loss"} <= set(metrics)
+    # Sentence-only evaluation data: no token loss is reported (rather than a meaningless 0).
+    sentence_only = dataset(tokenizer, [(text, label, None) for text, label, _ in EXAMPLES if label])
+    metrics = trainer.evaluate(sentence_only, metric_key_prefix="sst")
+    assert "sst_sentence_loss" in metrics and "sst_token_loss" not in metrics
+
+
+def test_predictions_are_argmax_ids_and_metrics_use_the_gold_strings(tiny_model, tokenizer, tmp_path):
+    train = dataset(tokenizer)
+    trainer = trainer_for(tiny_model, tokenizer, train, tmp_path, per_device_eval_batch_size=3)
+    trainer.compute_metrics = build_compute_metrics(train, SENTENCE_LABELS, TOKEN_LABELS)
+    output = trainer.predict(train)
+    sentence_ids, token_ids = output.predictions
+    assert sentence_ids.shape == (len(EXAMPLES),) and np.issubdtype(sentence_ids.dtype, np.integer)
+    assert token_ids.ndim == 2 and token_ids.shape[0] == len(EXAMPLES)
+    with torch.no_grad():
+        batch = MultiTaskCollator(tokenizer)([train[i] for i in range(3)])
+        logits = tiny_model(**batch).sentence_logits
+    assert sentence_ids[:3].tolist() == logits.argmax(-1).tolist()
+    assert output.metrics["test_num_sentence_examples"] == 6 and output.metrics["test_num_token_examples"] == 6
+    assert 0.0 <= output.metrics["test_exact_match"] <= 1.0

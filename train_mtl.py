@@ -1,0 +1,146 @@
+"""Train a multi-task sentence transformer (sentence classification + BIO token classification on one encoder).
+
+    accelerate launch train_mtl.py                                  # configuration/demo.yaml, no network needed
+    accelerate launch train_mtl.py configuration/atis.yaml --num_train_epochs 3
+    python train_mtl.py configuration/demo.yaml --output_dir outputs/demo --learning_rate 1e-4
+
+The same script runs under plain `python`, `accelerate launch` (one CPU, several processes, GPUs) and `torchrun`.
+It evaluates on the validation split during training (best checkpoint kept), then on test when there is one, and
+leaves in `output_dir`: the model (weights, tokenizer, code files: loads with `AutoModel.from_pretrained(output_dir,
+trust_remote_code=True)`), `all_results.json` (`train_*`, `eval_*`, `test_*`) and `test_predictions.jsonl`.
+Resume an interrupted run with `--resume_from_checkpoint latest` (or a checkpoint folder).
+"""
+
+import json
+import logging
+import os
+import sys
+
+import datasets
+import transformers
+from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_mtl import MultiTaskModel
+from modeling_mtl.data import MultiTaskCollator, build_label_maps, encode_dataset_dict, load_sources
+from modeling_mtl.metrics import build_compute_metrics, predictions_to_records
+from modeling_mtl.trainer import MultiTaskTrainer
+from modeling_mtl.training_args import ARGUMENT_CLASSES, parse_arguments
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configuration", "demo.yaml")
+logger = logging.getLogger("train_mtl")
+
+
+def load_data(data_args, seed):
+    """Raw splits and the label maps of the training split. A data set with one kind of label only still gets a
+    head for the other kind (a lone "O" tag, or one placeholder class) whose loss is never computed."""
+    raw = load_sources(data_args.data_sources())
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
+                         ("test", data_args.max_eval_samples)):
+        if limit is not None and split in raw:
+            # Shuffled first, so that a subset of several sources still holds each of them.
+            raw[split] = raw[split].shuffle(seed=seed).select(range(min(limit, len(raw[split]))))
+    sentence_labels, token_labels = build_label_maps(raw["train"])
+    return raw, sentence_labels or ["LABEL_0"], token_labels or ["O"]
+
+
+def resolve_checkpoint(training_args):
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint in ("latest", "last", "auto"):
+        checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if checkpoint is None:
+            logger.warning(f"no checkpoint in {training_args.output_dir}: starting from scratch")
+    return checkpoint
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if any(argument in ("-h", "--help") for argument in argv):
+        HfArgumentParser(ARGUMENT_CLASSES).print_help()
+        return None
+    model_args, data_args, training_args = parse_arguments(argv, default_config=DEFAULT_CONFIG)
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(logging.INFO if training_args.should_log else log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.info(f"world size {training_args.world_size}, process {training_args.process_index}, device {training_args.device}")
+    set_seed(training_args.seed)
+
+    raw, sentence_labels, token_labels = load_data(data_args, training_args.seed)
+    logger.info(f"{len(sentence_labels)} sentence labels, {len(token_labels)} token labels (from the training split)")
+    model = MultiTaskModel.from_encoder(
+        model_args.encoder,
+        sentence_labels=sentence_labels,
+        token_labels=token_labels,
+        **model_args.config_overrides(),
+    )
+    tokenizer = model.tokenizer
+    with training_args.main_process_first(desc="tokenisation"):
+        encoded, stats = encode_dataset_dict(
+            raw,
+            tokenizer,
+            sentence_labels,
+            token_labels,
+            max_length=model.config.max_seq_length,
+            label_all_tokens=data_args.label_all_tokens,
+        )
+
+    validation = encoded.get("validation")
+    callbacks = []
+    if training_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
+    if validation is None:
+        logger.warning("no validation split: training without evaluation or best-checkpoint selection")
+        training_args.eval_strategy = "no"
+        training_args.load_best_model_at_end = False
+    trainer = MultiTaskTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=encoded["train"],
+        eval_dataset=validation,
+        processing_class=tokenizer,
+        data_collator=MultiTaskCollator(tokenizer),
+        compute_metrics=(
+            build_compute_metrics(validation, sentence_labels, token_labels, data_args.per_entity_metrics)
+            if validation is not None
+            else None
+        ),
+        callbacks=callbacks,
+    )
+
+    train_result = trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
+    trainer.save_model(training_args.output_dir)
+    metrics = dict(train_result.metrics, train_samples=len(encoded["train"]), train_world_size=training_args.world_size)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        if split not in encoded:
+            continue
+        trainer.compute_metrics = build_compute_metrics(
+            encoded[split], sentence_labels, token_labels, data_args.per_entity_metrics
+        )
+        output = trainer.predict(encoded[split], metric_key_prefix=prefix)
+        metrics = dict(output.metrics)
+        metrics[f"{prefix}_samples"] = len(encoded[split])
+        unseen = stats[split]["unseen"]
+        metrics[f"{prefix}_examples_with_unseen_sentence_label"] = unseen["examples_with_unseen_sentence_label"]
+        metrics[f"{prefix}_words_with_unseen_tag"] = unseen["words_with_unseen_tag"]
+        metrics[f"{prefix}_truncated_examples"] = stats[split]["truncated_examples"]
+        trainer.log_metrics(prefix, metrics)
+        trainer.save_metrics(prefix, metrics)
+        if split == "test" and trainer.is_world_process_zero():
+            records = predictions_to_records(encoded[split], output.predictions, sentence_labels, token_labels)
+            path = os.path.join(training_args.output_dir, "test_predictions.jsonl")
+            with open(path, "w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            logger.info(f"test predictions written to {path}")
+    return trainer
+
+
+if __name__ == "__main__":
+    main()
