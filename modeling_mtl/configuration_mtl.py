@@ -6,8 +6,47 @@ nothing but `transformers` and the standard library.
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 POOLING_MODES = ("mean", "cls", "max", "last")
+
+# Decoder-only encoder families. Only their last token has seen the whole input, so `from_encoder` gives them
+# `pooling_mode="last"`. Unlisted types count as decoder-only when they have a causal-LM head, no masked-LM head and
+# no `is_decoder` switch (encoder-decoder and BERT-style configs carry one).
+CAUSAL_MODEL_TYPES = frozenset(
+    "bloom falcon gemma gemma2 gemma3_text gpt2 gpt_bigcode gpt_neo gpt_neox gptj llama mistral mixtral opt phi phi3 "
+    "qwen2 qwen2_moe qwen3 qwen3_moe smollm3".split()
+)
+
+# Encoders whose position ids start after the padding index (RoBERTa's scheme) can use only
+# max_position_embeddings - pad_token_id - 1 positions.
+POSITIONS_AFTER_PADDING_MODEL_TYPES = frozenset(
+    "camembert data2vec-text longformer mpnet roberta roberta-prelayernorm xlm-roberta xlm-roberta-xl xmod".split()
+)
+
+
+def is_causal_encoder(encoder_config) -> bool:
+    """Whether `encoder_config` describes a decoder-only (causal attention) model."""
+    if getattr(encoder_config, "is_decoder", False):
+        return True
+    model_type = getattr(encoder_config, "model_type", None)
+    if model_type in CAUSAL_MODEL_TYPES:
+        return True
+    return (
+        not hasattr(encoder_config, "is_decoder")
+        and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
+
+
+def encoder_max_positions(encoder_config) -> int | None:
+    """The longest input, in tokens, the encoder's position embeddings allow (None when unbounded or unknown)."""
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:  # XLNet reports -1: relative positions, no limit
+        return None
+    if getattr(encoder_config, "model_type", None) in POSITIONS_AFTER_PADDING_MODEL_TYPES:
+        positions -= (getattr(encoder_config, "pad_token_id", None) or 0) + 1
+    return positions
 
 # Written into every config so that a saved folder maps the Auto classes onto the copied code files.
 AUTO_MAP = {
@@ -50,7 +89,8 @@ class MultiTaskConfig(PreTrainedConfig):
 
     Args:
         encoder_config (`dict` or `PreTrainedConfig`, *optional*):
-            The encoder's own configuration (any model `AutoModel` can build), nested in `config.json`.
+            The encoder's own configuration (any model `AutoModel` can build: BERT-style encoders and decoder-only
+            models such as GPT-2 or GPT-Neo), nested in `config.json`.
         sentence_labels (`list[str]`, *optional*):
             Names of the sentence classes, in head order. `id2label` / `label2id` mirror them so the standard
             text-classification pipeline reads them.
@@ -58,7 +98,8 @@ class MultiTaskConfig(PreTrainedConfig):
             BIO tags of the token head, in head order; must contain `"O"`.
         pooling_mode (`str`, *optional*, defaults to `"mean"`):
             How token states become the sentence embedding: `"mean"` (masked mean), `"cls"` (first token),
-            `"max"` (masked max) or `"last"` (last non-padding token, the choice for causal decoders).
+            `"max"` (masked max) or `"last"` (last non-padding token, the choice for causal decoders;
+            `MultiTaskModel.from_encoder` picks it for them).
         normalize_embeddings (`bool`, *optional*, defaults to `True`):
             Whether `sentence_embedding` is L2-normalised. The sentence head always reads the raw pooled vector.
         head_dropout (`float`, *optional*, defaults to 0.1):
@@ -109,10 +150,16 @@ class MultiTaskConfig(PreTrainedConfig):
         if int(self.max_seq_length) < 2:
             raise ValueError(f"`max_seq_length` must be at least 2, got {self.max_seq_length}")
         encoder_positions = getattr(self.encoder_config, "max_position_embeddings", None)
-        if encoder_positions is not None and self.max_seq_length > encoder_positions:
+        usable_positions = encoder_max_positions(self.encoder_config)
+        if usable_positions is not None and self.max_seq_length > usable_positions:
+            reserved = (
+                f", less {encoder_positions - usable_positions} reserved up to the padding index"
+                if usable_positions != encoder_positions
+                else ""
+            )
             raise ValueError(
                 f"`max_seq_length` ({self.max_seq_length}) exceeds the encoder's max_position_embeddings "
-                f"({encoder_positions})"
+                f"({encoder_positions}{reserved})"
             )
         self.id2label = dict(enumerate(self.sentence_labels))
         self.label2id = {label: index for index, label in self.id2label.items()}
@@ -139,4 +186,4 @@ class MultiTaskConfig(PreTrainedConfig):
         return {label: index for index, label in enumerate(self.token_labels)}
 
 
-__all__ = ["MultiTaskConfig"]
+__all__ = ["MultiTaskConfig", "encoder_max_positions", "is_causal_encoder"]

@@ -10,6 +10,8 @@ nothing but `torch`, `transformers` and the standard library, and it makes no ne
     model.predict(["Fly me to Paris"])       # [{"label", "score", "entities": [...]}]
 """
 
+import copy
+import functools
 import inspect
 import json
 import logging
@@ -28,7 +30,7 @@ from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import cached_file
 from transformers.utils.logging import tqdm
 
-from .configuration_mtl import MultiTaskConfig
+from .configuration_mtl import MultiTaskConfig, encoder_max_positions, is_causal_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +149,13 @@ def build_encoder(encoder_config):
     return model_class(encoder_config)
 
 
+@functools.cache
+def _forward_parameters(encoder_class):
+    """The inputs an encoder class's forward names (read once per class); a catch-all `**kwargs` does not count."""
+    parameters = inspect.signature(encoder_class.forward).parameters.values()
+    return frozenset(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
 class Pooling(nn.Module):
     """Token states to one vector per sequence, ignoring padding."""
 
@@ -227,6 +236,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self.pooling = Pooling(config)
         self.sentence_head = SentenceHead(config)
         self.token_head = TokenHead(config)
+        self.causal_encoder = is_causal_encoder(config.encoder_config)
         # Not a module: set by from_encoder / from_pretrained, saved by save_pretrained.
         self.tokenizer = None
         self.post_init()
@@ -262,14 +272,13 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         if attention_mask is None:
             reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
-        if token_type_ids is not None:
-            encoder_inputs["token_type_ids"] = token_type_ids
-        encoder_outputs = self.encoder(
-            **encoder_inputs,
+        encoder_outputs = self._run_encoder(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            inputs_embeds=inputs_embeds,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
-            return_dict=True,
         )
         token_states = encoder_outputs.last_hidden_state
         pooled = self.pooling(token_states, attention_mask)
@@ -308,6 +317,20 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             attentions=encoder_outputs.attentions,
         )
 
+    def _run_encoder(self, input_ids, attention_mask, token_type_ids=None, inputs_embeds=None, **flags):
+        """One encoder pass, given only the inputs that suit this encoder family."""
+        accepted = _forward_parameters(type(self.encoder))
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
+        # DistilBERT has no segment embedding, and a GPT-style decoder would add the ids' *token* embeddings.
+        if token_type_ids is not None and "token_type_ids" in accepted and not self.causal_encoder:
+            inputs["token_type_ids"] = token_type_ids
+        if "use_cache" in accepted:  # decoders would otherwise build a key/value cache that nothing reads
+            inputs["use_cache"] = False
+        if self.causal_encoder and "position_ids" in accepted:
+            # Count positions from the first real token, so a left-padded text is encoded as it is alone.
+            inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.encoder(**inputs, return_dict=True, **flags)
+
     # ------------------------------------------------------------------ building, saving and loading
 
     @classmethod
@@ -316,13 +339,53 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     ):
         """A new model whose encoder weights are loaded exactly from `encoder` (Hub id or local folder) and whose
         heads are fresh. Pooling, normalisation and maximum length are read from a sentence-transformers folder
-        when present; `config_overrides` (any `MultiTaskConfig` field) win over them."""
+        when present; `config_overrides` (any `MultiTaskConfig` field) win over them.
+
+        Any encoder `AutoModel` builds works: BERT-style encoders (BERT, MiniLM, DistilBERT, RoBERTa, ...) and
+        decoder-only models (GPT-2, GPT-Neo, GPT-NeoX, Llama, Qwen2, Mistral, ...). Pooling: `"mean"` suits
+        bidirectional encoders (and is the default for them); under causal attention only the last token has seen
+        the whole text, so decoder-only encoders default to `"last"`. Pass `pooling_mode=` to choose otherwise.
+
+        The tokenizer (loaded from `encoder`, or `tokenizer`, copied if it must change) is made fit for the task: one
+        without a pad token (GPT-2 style) pads with its end-of-text token (else its BOS or unknown token; only when
+        it has none of those is a pad token added and the embeddings resized), and `encoder_config.pad_token_id`
+        follows it. A byte-level BPE tokenizer (GPT-2, RoBERTa) gets `add_prefix_space=True`, so pre-split words
+        (`is_split_into_words=True`, used for word labels) tokenise as they do inside running text.
+        """
         source = _resolve_encoder(str(encoder))
-        encoder_class = MODEL_MAPPING[type(AutoConfig.from_pretrained(source))]
-        encoder_model = encoder_class.from_pretrained(source)
+        encoder_config = AutoConfig.from_pretrained(source)
+        tokenizer = _adapt_tokenizer(
+            tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source), encoder_config.pad_token_id
+        )
+        if tokenizer.pad_token is None:
+            tokenizer.add_special_tokens({"pad_token": "<pad>"})
+            logger.warning(f"the tokenizer of {encoder} has no pad, end or unknown token: added '<pad>' to it")
+        vocab_size = getattr(encoder_config, "vocab_size", None)
+        pad_in_vocabulary = vocab_size is None or tokenizer.pad_token_id < vocab_size
+        if pad_in_vocabulary and encoder_config.pad_token_id != tokenizer.pad_token_id:
+            if encoder_config.pad_token_id is not None:
+                logger.warning(
+                    f"the encoder config's pad_token_id ({encoder_config.pad_token_id}) differs from its tokenizer's "
+                    f"({tokenizer.pad_token_id}); using the tokenizer's"
+                )
+            # Set before the encoder is built: RoBERTa-style embeddings count positions from the padding index.
+            encoder_config.pad_token_id = tokenizer.pad_token_id
+        encoder_class = MODEL_MAPPING[type(encoder_config)]
+        encoder_model = encoder_class.from_pretrained(source, config=encoder_config)
         if "add_pooling_layer" in inspect.signature(encoder_class.__init__).parameters:
             encoder_model.pooler = None  # as build_encoder makes it: the pooler's weights are never used
-        settings = {**_sentence_transformers_settings(source), **config_overrides}
+        if not pad_in_vocabulary:
+            encoder_model.resize_token_embeddings(len(tokenizer))
+            encoder_model.config.pad_token_id = tokenizer.pad_token_id
+
+        settings = {}
+        if is_causal_encoder(encoder_model.config):
+            settings["pooling_mode"] = "last"
+        max_positions = encoder_max_positions(encoder_model.config)
+        if max_positions is not None and max_positions < MultiTaskConfig.max_seq_length:
+            settings["max_seq_length"] = max_positions
+        settings.update(_sentence_transformers_settings(source))
+        settings.update(config_overrides)
         config = MultiTaskConfig(
             encoder_config=encoder_model.config,
             encoder_name_or_path=str(encoder),
@@ -332,7 +395,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         )
         model = cls(config)
         model.encoder = encoder_model
-        model.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source)
+        model.tokenizer = tokenizer
         return model.train(False)
 
     @classmethod
@@ -345,11 +408,17 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         }
         try:
             # The encoder's config tells AutoTokenizer the tokenizer family without re-reading our custom config.
-            model.tokenizer = AutoTokenizer.from_pretrained(
+            tokenizer = AutoTokenizer.from_pretrained(
                 pretrained_model_name_or_path, config=model.config.encoder_config, **hub_kwargs
             )
         except (OSError, ValueError) as error:
             logger.warning(f"No tokenizer loaded from {pretrained_model_name_or_path} ({error}); set model.tokenizer.")
+            return model
+        # A tokenizer saved with a from_encoder model already has its pad token and prefix space; a folder put
+        # together otherwise may lack them.
+        model.tokenizer = _adapt_tokenizer(tokenizer, model.config.encoder_config.pad_token_id)
+        if model.tokenizer.pad_token is None:
+            logger.warning(f"the tokenizer in {pretrained_model_name_or_path} has no pad token: it cannot pad batches")
         return model
 
     def save_pretrained(self, save_directory, **kwargs):
@@ -373,9 +442,22 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         return self.tokenizer
 
     def _tokenize(self, batch, **kwargs):
-        return self._require_tokenizer()(
+        tokenizer = self._require_tokenizer()
+        encoding = tokenizer(
             batch, padding=True, truncation=True, max_length=self.config.max_seq_length, return_tensors="pt", **kwargs
-        ).to(self.device)
+        )
+        mask = encoding["attention_mask"]
+        if mask.shape[1] == 0 or not mask.any(1).all():
+            # A tokenizer that adds no special token (GPT-2 style) gives an empty text no token at all: such a text
+            # is read as one pad token, which the encoder and the pooling can handle.
+            if mask.shape[1] == 0:
+                for key in ("input_ids", "attention_mask", "token_type_ids"):
+                    if key in encoding:
+                        encoding[key] = torch.zeros(mask.shape[0], 1, dtype=torch.long)
+                encoding["input_ids"].fill_(tokenizer.pad_token_id)
+            column = -1 if tokenizer.padding_side == "left" else 0
+            encoding["attention_mask"][~encoding["attention_mask"].any(1), column] = 1
+        return encoding.to(self.device)
 
     def _encoder_inputs(self, encoding):
         return {key: encoding[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoding}
@@ -411,7 +493,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             batch = [texts[index].strip() for index in order[start : start + batch_size]]
             encoding = self._tokenize(batch)
             self._warn_truncated(encoding, [index for index in order[start : start + batch_size]])
-            states = self.encoder(**self._encoder_inputs(encoding), return_dict=True).last_hidden_state
+            states = self._run_encoder(**self._encoder_inputs(encoding)).last_hidden_state
             pooled = self.pooling(states, encoding["attention_mask"])
             chunks.append(F.normalize(pooled, p=2, dim=1) if normalize else pooled)
         self.train(was_training)
@@ -518,6 +600,54 @@ class MultiTaskForTokenClassification(MultiTaskModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         outputs = super().forward(input_ids, attention_mask, token_type_ids, token_labels=labels, **kwargs)
         return TokenClassifierOutput(loss=outputs.token_loss, logits=outputs.token_logits)
+
+
+def _byte_level_parts(component):
+    """The ByteLevel steps (and RobertaProcessing) of a `tokenizers` pre-tokenizer or post-processor, through
+    Sequences; these are live views, so setting an attribute on one changes the tokenizer."""
+    if type(component).__name__ != "Sequence":
+        return [component] if type(component).__name__ in ("ByteLevel", "RobertaProcessing") else []
+    parts, index = [], 0
+    while True:
+        try:
+            step = component[index]
+        except IndexError:
+            return parts
+        parts.extend(_byte_level_parts(step))
+        index += 1
+
+
+def _adapt_tokenizer(tokenizer, pad_token_id=None):
+    """`tokenizer`, or a changed copy, fit for this model:
+
+    - without a pad token (GPT-2 style) it pads with the token `pad_token_id` names, else its end-of-text, BOS or
+      unknown token (the vocabulary stays as it is; still None if it has none of these);
+    - a byte-level BPE tokenizer (GPT-2, RoBERTa) marks a word start by a leading space, which pre-split words
+      (`is_split_into_words=True`) lack unless it adds one: it gets `add_prefix_space=True`, kept in the saved
+      tokenizer files so every reload (pipelines included) tokenises words the same way.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    no_prefix = backend is not None and any(
+        not part.add_prefix_space for part in _byte_level_parts(backend.pre_tokenizer)
+    )
+    if tokenizer.pad_token is not None and not no_prefix:
+        return tokenizer
+    tokenizer = copy.deepcopy(tokenizer)
+    if tokenizer.pad_token is None:
+        named = None
+        if pad_token_id is not None and 0 <= pad_token_id < len(tokenizer):
+            named = tokenizer.convert_ids_to_tokens(pad_token_id)
+        for candidate in (named, tokenizer.eos_token, tokenizer.bos_token, tokenizer.unk_token):
+            if candidate is not None:
+                tokenizer.pad_token = candidate
+                break
+    if no_prefix:
+        backend = tokenizer.backend_tokenizer
+        for part in _byte_level_parts(backend.pre_tokenizer) + _byte_level_parts(backend.post_processor):
+            part.add_prefix_space = True
+        tokenizer.add_prefix_space = True
+        tokenizer.init_kwargs["add_prefix_space"] = True  # written to tokenizer_config.json
+    return tokenizer
 
 
 def _resolve_encoder(name):
