@@ -100,7 +100,6 @@ def main(argv=None):
         args=training_args,
         train_dataset=encoded["train"],
         eval_dataset=validation,
-        processing_class=tokenizer,
         data_collator=MultiTaskCollator(tokenizer),
         compute_metrics=(
             build_compute_metrics(validation, sentence_labels, token_labels, data_args.per_entity_metrics)

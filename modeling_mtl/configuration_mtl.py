@@ -56,6 +56,11 @@ AUTO_MAP = {
     "AutoModelForTokenClassification": "modeling_mtl.MultiTaskForTokenClassification",
 }
 
+# `pipeline(model=folder, trust_remote_code=True)` reads the task and the pipeline class from here.
+CUSTOM_PIPELINES = {
+    "multitask": {"impl": "pipeline_mtl.MultiTaskPipeline", "pt": ["AutoModel"], "type": "text", "default": {}}
+}
+
 
 def _check_labels(name: str, labels) -> list[str]:
     if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
@@ -128,6 +133,7 @@ class MultiTaskConfig(PreTrainedConfig):
     max_seq_length: int = 256
     encoder_name_or_path: str | None = None
     auto_map: dict | None = None
+    custom_pipelines: dict | None = None
 
     def __post_init__(self, **kwargs):
         # id2label/label2id are derived from `sentence_labels`; a saved config carries them for the pipelines.
@@ -164,6 +170,7 @@ class MultiTaskConfig(PreTrainedConfig):
         self.id2label = dict(enumerate(self.sentence_labels))
         self.label2id = {label: index for index, label in self.id2label.items()}
         self.auto_map = {**AUTO_MAP, **(self.auto_map or {})}
+        self.custom_pipelines = {**CUSTOM_PIPELINES, **(self.custom_pipelines or {})}
 
     @property
     def hidden_size(self) -> int:

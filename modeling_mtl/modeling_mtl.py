@@ -432,6 +432,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             super().save_pretrained(staging, **kwargs)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(staging)
+                _drop_machine_specific_keys(os.path.join(staging, "tokenizer_config.json"))
+            _write_sentence_transformers_files(self.config, staging)
             _move_into_place(staging, save_directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -688,6 +690,53 @@ def _sentence_transformers_settings(source):
     return settings
 
 
+def _drop_machine_specific_keys(tokenizer_config_path):
+    """transformers records how the tokenizer was loaded here (`is_local`, `local_files_only`); a published folder
+    should not carry that."""
+    if not os.path.exists(tokenizer_config_path):
+        return
+    with open(tokenizer_config_path, encoding="utf-8") as handle:
+        settings = json.load(handle)
+    for key in ("is_local", "local_files_only", "name_or_path"):
+        settings.pop(key, None)
+    with open(tokenizer_config_path, "w", encoding="utf-8") as handle:
+        json.dump(settings, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+
+
+_SENTENCE_TRANSFORMERS_POOLING = {
+    "mean": "pooling_mode_mean_tokens",
+    "cls": "pooling_mode_cls_token",
+    "max": "pooling_mode_max_tokens",
+    "last": "pooling_mode_lasttoken",
+}
+
+
+def _write_sentence_transformers_files(config, folder):
+    """modules.json and the pooling config, so `SentenceTransformer(folder, trust_remote_code=True)` loads the same
+    embeddings from the same weights (its Transformer module reads this model's `last_hidden_state`)."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if config.normalize_embeddings:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    pooling = {"word_embedding_dimension": config.hidden_size}
+    pooling.update({key: mode == config.pooling_mode for mode, key in _SENTENCE_TRANSFORMERS_POOLING.items()})
+    pooling["pooling_mode_mean_sqrt_len_tokens"] = False
+    files = {
+        "modules.json": modules,
+        "sentence_bert_config.json": {"max_seq_length": config.max_seq_length, "do_lower_case": False},
+        "1_Pooling/config.json": pooling,
+    }
+    for name, content in files.items():
+        path = os.path.join(folder, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(content, handle, indent=2)
+            handle.write("\n")
+
+
 def _move_into_place(staging, target):
     """Move a fully written folder to `target`. A new target is one atomic rename; an existing one loses its
     config.json first and gets it back last, so a crash in between leaves a folder that refuses to load."""
@@ -704,6 +753,9 @@ def _move_into_place(staging, target):
             shutil.rmtree(destination)
         os.replace(source, destination)
 
+
+# Imported (last, it reads nothing from here at import time) so that saving copies it with the model code.
+from .pipeline_mtl import MultiTaskPipeline  # noqa: E402,F401
 
 MultiTaskConfig.register_for_auto_class()
 MultiTaskModel.register_for_auto_class("AutoModel")
