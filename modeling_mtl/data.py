@@ -19,6 +19,7 @@ the training split only (`build_label_maps`); labels that only occur in validati
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -165,9 +166,24 @@ def _assign_split(files: dict[str, Path], split: str, path: Path) -> None:
     files[split] = path
 
 
+def _read_text(path: Path) -> str:
+    """The text of a UTF-8 file (a leading byte-order mark removed); bytes that are not UTF-8 are an error naming
+    the file, the 1-based line and the column."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line_start = data.rfind(b"\n", 0, error.start) + 1
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"{path}:{line}: not valid UTF-8 (byte {data[error.start]:#04x} at column {error.start - line_start + 1}); "
+            "save the file as UTF-8."
+        ) from None
+
+
 def _read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 file (leading byte-order mark, line ends and one final newline removed)."""
-    lines = path.read_text(encoding="utf-8-sig").split("\n")
+    lines = _read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines]
@@ -469,18 +485,32 @@ def load_tabular(data_dir: str | Path, data_format: str, source: DataSource) -> 
             raise ValueError(f"{path}: no examples.")
         mapping = _ColumnMapping.resolve(source, names, {}, str(path))
         converted = [mapping.convert(row, where) for row, where in zip(rows, wheres)]
+        _warn_unlabelled(converted, wheres, str(path))
         columns[split] = {key: [row[key] for row in converted] for key in ("text", "words", "tags", "sentence_label")}
     return _dataset_dict(columns, source.name)
 
 
 def _read_csv(path: Path) -> tuple[list[dict], list[str], list[str]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows, wheres = [], []
+    """Rows of a CSV file with a header. A row with more or fewer fields than the header is an error naming the
+    line (an unquoted comma inside a text would otherwise shift the label silently)."""
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    rows, wheres = [], []
+    try:
         for row in reader:
+            where = f"{path}:{reader.line_num}"
+            extra = row.get(None, [])
+            missing = sum(1 for key, value in row.items() if key is not None and value is None)
+            if extra or missing:
+                fields = len(reader.fieldnames) + len(extra) - missing
+                raise ValueError(
+                    f"{where}: {fields} fields for the {len(reader.fieldnames)} columns of the header "
+                    f"({', '.join(map(repr, reader.fieldnames))}); quote a text that holds a comma."
+                )
             rows.append(row)
-            wheres.append(f"{path}:{reader.line_num}")
-        return rows, wheres, list(reader.fieldnames or [])
+            wheres.append(where)
+    except csv.Error as error:
+        raise ValueError(f"{path}:{reader.line_num}: not valid CSV ({error}).") from None
+    return rows, wheres, list(reader.fieldnames or [])
 
 
 def _read_jsonl(path: Path) -> tuple[list[dict], list[str], list[str]]:
@@ -498,6 +528,20 @@ def _read_jsonl(path: Path) -> tuple[list[dict], list[str], list[str]]:
         wheres.append(f"{path}:{number}")
         names.update(dict.fromkeys(row))
     return rows, wheres, list(names)
+
+
+def _warn_unlabelled(rows: Sequence[Mapping[str, Any]], wheres: Sequence[str], origin: str) -> None:
+    """Log the rows that carry neither a sentence label nor tags: they are kept, but train no head."""
+    unlabelled = [where for row, where in zip(rows, wheres) if row["sentence_label"] is None and row["tags"] is None]
+    if unlabelled:
+        logger.warning(
+            "%s: %d of %d examples have neither a sentence label nor tags (first: %s); they are kept but train no "
+            "head.",
+            origin,
+            len(unlabelled),
+            len(rows),
+            unlabelled[0],
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -573,7 +617,7 @@ class _ColumnMapping:
         tags = None
         if self.tags_column is not None and row.get(self.tags_column) is not None:
             tags = [_label_name(tag, self.tag_names) for tag in row[self.tags_column]]
-            if None in tags:
+            if None in tags or _INVALID in tags:
                 raise ValueError(f"{where}: missing tag or invalid tag id in column {self.tags_column!r}.")
             if len(tags) != len(words):
                 raise ValueError(f"{where}: {len(tags)} tags for {len(words)} words.")
@@ -583,16 +627,36 @@ class _ColumnMapping:
         label = None
         if self.sentence_label_column is not None:
             label = _label_name(row.get(self.sentence_label_column), self.label_names)
+            if label is _INVALID:
+                raise ValueError(
+                    f"{where}: column {self.sentence_label_column!r} holds {row.get(self.sentence_label_column)!r}, "
+                    + (
+                        f"not a label id of its ClassLabel (0..{len(self.label_names) - 1}, or -1 for no label)."
+                        if self.label_names is not None
+                        else "not a label (a string or an integer; null or \"\" for no label)."
+                    )
+                )
         return {"text": text, "words": words, "tags": tags, "sentence_label": label}
 
 
-def _label_name(value: Any, names: Sequence[str] | None) -> str | None:
-    """A label as a string: `ClassLabel` ids become names; None, "" and ids out of range give None (no label)."""
+_INVALID = object()
+
+
+def _label_name(value: Any, names: Sequence[str] | None) -> Any:
+    """A label as a string: `ClassLabel` ids become names; None, "" and negative `ClassLabel` ids (the Hub's "no
+    label") give None. Anything else (an id beyond the `ClassLabel` names, a float, a list, a bool, ...) gives
+    `_INVALID`, which the caller reports with the row."""
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        return _INVALID
     if names is not None:
-        return names[value] if 0 <= value < len(names) else None
-    return str(value)
+        if not isinstance(value, int) or value >= len(names):
+            return _INVALID
+        return names[value] if value >= 0 else None
+    if isinstance(value, (str, int)):
+        return str(value)
+    return _INVALID
 
 
 def standardize_dataset_dict(raw: DatasetDict, source: DataSource) -> DatasetDict:
@@ -633,6 +697,9 @@ def standardize_dataset_dict(raw: DatasetDict, source: DataSource) -> DatasetDic
             features=FEATURES,
             desc=f"Reading {origin}",
         )
+        labels = zip(out[split]["sentence_label"], out[split]["tags"])
+        rows = [{"sentence_label": label, "tags": tags} for label, tags in labels]
+        _warn_unlabelled(rows, [f"{origin} row {index + 1}" for index in range(len(rows))], origin)
     return DatasetDict({split: out[split] for split in SPLITS if split in out})
 
 
@@ -683,6 +750,9 @@ def load_sources(sources: Sequence[DataSource]) -> DatasetDict:
             raise ValueError(
                 f"Source {source.name!r} has no train split (it has: {', '.join(dataset_dict) or 'nothing'})."
             )
+        for split, dataset in dataset_dict.items():
+            if len(dataset) == 0:
+                raise ValueError(f"Source {source.name!r}: the {split} split has no examples.")
     return DatasetDict(
         {
             split: datasets.concatenate_datasets([d[split] for d in loaded if split in d])
@@ -814,7 +884,11 @@ def encode_dataset_dict(
 
     Returns:
         `(encoded, stats)`; `stats[split]` holds `examples`, `truncated_examples` (examples that lost at least one
-        word to truncation), `words_lost`, and `unseen` (the `count_unseen_labels` counts).
+        word to truncation), `words_lost`, `words_without_token` (words the tokenizer gives no sub-token, e.g. a lone
+        zero-width character; their tags cannot be learned) and `unseen` (the `count_unseen_labels` counts).
+
+    Raises:
+        ValueError: naming the split, when a split has no examples.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("Word alignment needs a fast (Rust-backed) tokenizer, which provides word_ids().")
@@ -827,6 +901,10 @@ def encode_dataset_dict(
     }
     encoded, stats = {}, {}
     for split, dataset in dataset_dict.items():
+        if len(dataset) == 0:
+            raise ValueError(
+                f"The {split} split has no examples (an empty file, or max_train_samples / max_eval_samples of 0)."
+            )
         unseen = count_unseen_labels(dataset, sentence_labels, token_labels)
         if unseen["examples_with_unseen_sentence_label"] or unseen["words_with_unseen_tag"]:
             logger.warning(
@@ -840,12 +918,29 @@ def encode_dataset_dict(
             )
         encoded[split] = dataset.map(tokenize_and_align, batched=True, fn_kwargs=fn_kwargs, desc=f"Tokenizing {split}")
         lost = encoded[split]["num_truncated_words"]
+        # Words without any sub-token (e.g. a lone zero-width or variation-selector character): their tag cannot be
+        # learned, and they are predicted "O".
+        without_token = [
+            sum(1 for index in positions if index == -1) - truncated
+            for positions, truncated in zip(encoded[split]["word_token_index"], lost)
+        ]
         stats[split] = {
             "examples": len(dataset),
             "truncated_examples": sum(1 for n in lost if n),
             "words_lost": sum(lost),
+            "words_without_token": sum(without_token),
             "unseen": unseen,
         }
+        if stats[split]["words_without_token"]:
+            first = next(index for index, count in enumerate(without_token) if count)
+            logger.warning(
+                "%s: %d words produce no sub-token with this tokenizer (first in example %d: %s); their tags cannot "
+                "be learned and they are predicted 'O'.",
+                split,
+                stats[split]["words_without_token"],
+                first,
+                ascii([w for w in dataset[first]["words"] if not tokenizer(w, add_special_tokens=False)["input_ids"]]),
+            )
         if stats[split]["truncated_examples"]:
             logger.warning(
                 "%s: %d examples were truncated to %s tokens, losing %d words (scored as missed).",
