@@ -6,15 +6,44 @@
 - `sentence_loss` and `token_loss` are logged next to `loss`, for training and evaluation, averaged over the
   labelled items of every process.
 - Evaluation keeps only argmax predictions (`preprocess_logits_for_metrics`), so its memory stays small.
+- Transfer learning (options of `MultiTaskTrainingArguments`, see `modeling_mtl/transfer.py`): freezing presets and
+  frozen lower layers, gradual unfreezing or linear probe then fine-tune, discriminative learning rates (heads,
+  encoder, layer-wise decay) as optimizer parameter groups, uncertainty loss weighting (log-variances trained,
+  logged, checkpointed and restored with the trainer, never saved in the model) and temperature task sampling.
+  A frozen head's loss is computed and logged but left out of the optimised loss.
 """
 
+import json
+import logging
+import math
+import os
+
+import datasets
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_optimizer import is_optimizer_factory
 
 from .metrics import preprocess_logits_for_metrics
+from .transfer import TaskSampler, TransferPlan, UncertaintyWeighting, UnfreezingCallback
+
+logger = logging.getLogger(__name__)
 
 TASKS = ("sentence", "token")
 LABEL_KEYS = {"sentence": "sentence_labels", "token": "token_labels"}
+LOSS_WEIGHTING_NAME = "loss_weighting.json"  # in each checkpoint folder, next to optimizer.pt
+
+
+class NothingToTrainError(ValueError):
+    """`train()` was asked for, but every parameter is frozen (`freeze: all`): use the model for evaluation,
+    prediction and embeddings only."""
+
+
+class _ClearGradients(TrainerCallback):
+    def __init__(self, module):
+        self.module = module
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.module.zero_grad(set_to_none=True)
 
 
 class MultiTaskTrainer(Trainer):
@@ -23,6 +52,130 @@ class MultiTaskTrainer(Trainer):
         super().__init__(*args, **kwargs)
         # [sentence loss sum, sentence count, token loss sum, token count] since the last log / during an evaluation.
         self._task_totals = {"train": torch.zeros(4, dtype=torch.float64), "eval": torch.zeros(4, dtype=torch.float64)}
+        self.transfer = TransferPlan(self.model, self.args)
+        self.loss_weighting = None
+        if getattr(self.args, "loss_weighting", "static") == "uncertainty" and self.transfer.trained_tasks:
+            self.loss_weighting = UncertaintyWeighting(self.transfer.trained_tasks).to(self.args.device)
+            # Trainer clears the model's gradients after each optimizer step; these live outside the model.
+            self.add_callback(_ClearGradients(self.loss_weighting))
+        # The trainer combines the task losses itself when a frozen head's loss must be left out or the weights are
+        # learned; otherwise the model's own (statically weighted) loss is used as it is.
+        self._combine_losses = bool(self.transfer.frozen_tasks) or self.loss_weighting is not None
+        if self.transfer.groups:
+            if self.args.world_size > 1 and self.args.ddp_find_unused_parameters is False:
+                raise ValueError(
+                    f"unfreezing={self.transfer.unfreezing!r} under DDP needs ddp_find_unused_parameters true (or "
+                    "unset): the encoder layers that are still frozen take no part in the backward pass"
+                )
+            self.add_callback(UnfreezingCallback(self.transfer))
+
+    # ------------------------------------------------------------------ training set-up
+
+    def train(self, *args, **kwargs):
+        if not self.transfer.has_trainable():
+            raise NothingToTrainError(
+                f"freeze={getattr(self.args, 'freeze', None)!r}: no parameter is trainable, so there is nothing to "
+                "train. A fully frozen model is a feature extractor: run trainer.evaluate() / trainer.predict(), or "
+                "model.encode() / model.predict(); to train, choose freeze: none, encoder, sentence_head or token_head."
+            )
+        return super().train(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        """Parameter groups from the transfer plan (heads, encoder or encoder layers with their learning rates, each
+        split into decay / no-decay), plus the uncertainty log-variances (no weight decay). Statically frozen
+        parameters are in no group; parameters of the unfreezing schedule are, and get no gradient (so no update and
+        no weight decay) while frozen."""
+        if self.optimizer is not None:
+            return super().create_optimizer(model)
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+        optimizer_kwargs = dict(optimizer_kwargs)
+        custom = self.loss_weighting is not None or self.transfer.needs_parameter_groups()
+        if is_optimizer_factory(optimizer_cls) or {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):
+            if custom:
+                raise ValueError(
+                    f"optim={self.args.optim!r} builds its own parameter groups, which cannot carry the transfer "
+                    "options (discriminative learning rates, unfreezing, uncertainty weighting); use adamw_torch"
+                )
+            return super().create_optimizer(model)
+        groups = self.transfer.parameter_groups(self.get_decay_parameter_names(self.model), self.args.weight_decay)
+        if self.loss_weighting is not None:
+            uncertainty_lr = getattr(self.args, "uncertainty_learning_rate", None)
+            groups.append(
+                {
+                    "params": [self.loss_weighting.log_variances],
+                    "lr": self.transfer.head_lr if uncertainty_lr is None else uncertainty_lr,
+                    "weight_decay": 0.0,
+                    "name": "loss_weighting",
+                }
+            )
+        for group in groups:
+            logger.info(
+                f"optimizer group {group['name']}: {sum(p.numel() for p in group['params']):,} parameters, "
+                f"lr {group['lr']:.3g}, weight decay {group['weight_decay']:g}"
+            )
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _get_train_sampler(self, train_dataset=None):
+        """With `task_sampling`, draw sources with probability proportional to size^(1/T) (`TaskSampler`)."""
+        mode = getattr(self.args, "task_sampling", "none")
+        if mode == "none":
+            return super()._get_train_sampler(train_dataset)
+        # The dataset handed in has lost its raw columns (`source` included); the rows are the same.
+        full = self.train_dataset
+        if not isinstance(full, datasets.Dataset) or "source" not in full.column_names:
+            raise ValueError(
+                f"task_sampling={mode!r} needs a training dataset with a `source` column (train_mtl.py's encoded "
+                "data has one)"
+            )
+        sources = list(full["source"])
+        if train_dataset is not None and len(train_dataset) != len(sources):
+            raise ValueError("task_sampling: the training dataset changed length after its `source` column was read")
+        temperature = {"proportional": 1.0, "temperature": self.args.task_sampling_temperature, "uniform": math.inf}
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        sampler = TaskSampler(sources, temperature=temperature[mode], seed=seed)
+        logger.info(
+            f"task_sampling={mode} (T={sampler.temperature:g}): "
+            + ", ".join(
+                f"{source} {size:,} examples -> p={sampler.probabilities[source]:.3f}"
+                for source, size in sampler.sizes.items()
+            )
+        )
+        return sampler
+
+    # ------------------------------------------------------------------ checkpoints (training-only state)
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.loss_weighting is not None and self.args.should_save:
+            state = {
+                "tasks": list(self.loss_weighting.tasks),
+                "log_variances": self.loss_weighting.log_variances.detach().cpu().tolist(),
+            }
+            with open(os.path.join(output_dir, LOSS_WEIGHTING_NAME), "w", encoding="utf-8") as handle:
+                json.dump(state, handle, indent=2)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.loss_weighting is None:
+            return
+        path = os.path.join(checkpoint, LOSS_WEIGHTING_NAME)
+        if not os.path.isfile(path):
+            logger.warning(f"{path} not found: the uncertainty log-variances start again from 0")
+            return
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+        if tuple(state["tasks"]) != self.loss_weighting.tasks:
+            raise ValueError(
+                f"{path} holds log-variances for tasks {state['tasks']}, this run weights "
+                f"{list(self.loss_weighting.tasks)}"
+            )
+        with torch.no_grad():
+            self.loss_weighting.log_variances.copy_(torch.tensor(state["log_variances"], dtype=torch.float32))
+        logger.info(f"uncertainty log-variances restored from {path}: {self.loss_weighting.log_values()}")
 
     # ------------------------------------------------------------------ loss
 
@@ -43,10 +196,54 @@ class MultiTaskTrainer(Trainer):
         return {task: counts[index] for index, task in enumerate(TASKS) if task in present}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training and (self.transfer.static_frozen or self.transfer.groups):
+            self.transfer.set_frozen_modules_eval()
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training:
             self._add_task_losses("train", inputs, outputs)
+            if self._combine_losses:
+                loss = self._combined_loss(inputs, outputs, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
+
+    def _combined_loss(self, inputs, outputs, num_items_in_batch):
+        """The optimised loss of the trained tasks: each task's summed loss over the accumulated (and gathered)
+        batch's labelled items, as the model computes it, times its static weight, and with uncertainty weighting
+        `exp(-s) * that + s / 2 * (this micro-batch's share of the task's items)`."""
+        config = self.model.config
+        static_weights = {"sentence": config.sentence_loss_weight, "token": config.token_loss_weight}
+        terms = []
+        for task in self.transfer.trained_tasks:
+            labels, mean, logits = inputs.get(LABEL_KEYS[task]), outputs[f"{task}_loss"], outputs[f"{task}_logits"]
+            if labels is None or mean is None:
+                terms.append(logits.sum() * 0.0)  # keeps the head in the graph, as DDP expects
+                continue
+            count = (labels != -100).sum().to(mean.device, mean.dtype)
+            normaliser = num_items_in_batch.get(task) if isinstance(num_items_in_batch, dict) else None
+            if normaliser is None:
+                fraction = (count > 0).to(mean.dtype)
+            else:
+                fraction = count / torch.as_tensor(normaliser, device=mean.device).clamp(min=1).to(mean.dtype)
+            term = static_weights[task] * (mean if normaliser is None else mean * fraction)
+            if self.loss_weighting is not None:
+                term = self.loss_weighting.weighted(task, term, fraction)
+            terms.append(term)
+        loss = sum(terms)
+        # The scaling Trainer.compute_loss applies to the model's loss (the gradient average over processes).
+        args = self.args
+        if args.average_tokens_across_devices and self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size() if args.n_gpu <= 1 else args.n_gpu)
+        return loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.loss_weighting is not None and self.args.world_size > 1 and self.accelerator.sync_gradients:
+            # The log-variances live outside the DDP model: average their gradients as DDP averages the model's.
+            parameter = self.loss_weighting.log_variances
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            torch.distributed.all_reduce(parameter.grad, op=torch.distributed.ReduceOp.SUM)
+            parameter.grad /= self.args.world_size
+        return loss
 
     def _add_task_losses(self, phase, inputs, outputs):
         totals = self._task_totals[phase]
@@ -73,6 +270,16 @@ class MultiTaskTrainer(Trainer):
     def log(self, logs, *args, **kwargs):
         if "loss" in logs:  # a training log: every process gets here, so the reduction is safe
             logs = {**logs, **self._task_loss_logs("train")}
+            if self.loss_weighting is not None:
+                logs.update(self.loss_weighting.log_values())
+            if self.transfer.groups:
+                logs["encoder_groups_unfrozen"] = self.transfer.unfrozen_groups
+            if self.optimizer is not None and self.transfer.discriminative():
+                encoder_group = next(
+                    (g for g in self.optimizer.param_groups if str(g.get("name", "")).startswith("encoder")), None
+                )
+                if encoder_group is not None:
+                    logs["encoder_learning_rate"] = encoder_group["lr"]
         super().log(logs, *args, **kwargs)
 
     # ------------------------------------------------------------------ evaluation

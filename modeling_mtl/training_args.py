@@ -17,6 +17,15 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .data import DataSource
 from .modeling_mtl import DEFAULT_ENCODER
+from .transfer import (
+    FREEZE_PRESETS,
+    LOSS_WEIGHTINGS,
+    TASK_SAMPLINGS,
+    UNFREEZE_UNITS,
+    UNFREEZING_SCHEDULES,
+    check_transfer_arguments,
+    parse_freeze,
+)
 
 
 @dataclass
@@ -107,15 +116,84 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "Stop after N evaluations without improvement of metric_for_best_model."}
     )
 
+    # Transfer learning (modeling_mtl/transfer.py; README "Transfer learning").
+    freeze: str = field(
+        default="none",
+        metadata={
+            "help": f"What stays frozen for the whole run: {' | '.join(FREEZE_PRESETS)}, or a comma-separated "
+            "combination (encoder,sentence_head). A frozen head keeps its weights; its loss is logged, not optimised. "
+            "'all' is a feature extractor: evaluation and prediction only."
+        },
+    )
+    freeze_encoder_layers: int = field(
+        default=0, metadata={"help": "Freeze the encoder's embeddings and its lowest N transformer layers."}
+    )
+    unfreezing: str = field(
+        default="none",
+        metadata={
+            "help": f"{' | '.join(UNFREEZING_SCHEDULES)}. gradual: the encoder starts frozen; after unfreeze_warmup "
+            "the top layer thaws, then one more layer (top-down, the embeddings last) every unfreeze_every. "
+            "linear_probe: heads alone for unfreeze_warmup, then the whole encoder at once."
+        },
+    )
+    unfreeze_warmup: float = field(
+        default=0.0, metadata={"help": "Steps or epochs (unfreeze_unit) the heads train alone before thawing."}
+    )
+    unfreeze_every: float = field(
+        default=1.0, metadata={"help": "gradual: steps or epochs between two layers thawing."}
+    )
+    unfreeze_unit: str = field(
+        default="epochs", metadata={"help": f"Unit of unfreeze_warmup / unfreeze_every: {' | '.join(UNFREEZE_UNITS)}."}
+    )
+    head_learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate of the heads (default: learning_rate)."}
+    )
+    encoder_learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate of the encoder's top layer (default: learning_rate)."}
+    )
+    layerwise_lr_decay: float = field(
+        default=1.0,
+        metadata={"help": "Each encoder layer below the top trains at this factor of the one above (embeddings last)."},
+    )
+    loss_weighting: str = field(
+        default="static",
+        metadata={
+            "help": f"{' | '.join(LOSS_WEIGHTINGS)}. static: sentence_loss_weight / token_loss_weight. uncertainty: "
+            "learned log-variances s_t, loss = sum exp(-s_t) * L_t + s_t / 2 (Kendall et al. 2018)."
+        },
+    )
+    uncertainty_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the log-variances (default: the heads' learning rate)."}
+    )
+    task_sampling: str = field(
+        default="none",
+        metadata={
+            "help": f"{' | '.join(TASK_SAMPLINGS)}: draw training examples source by source with p ~ size^(1/T) "
+            "(proportional: T=1, temperature: task_sampling_temperature, uniform: T=inf); none: plain shuffling."
+        },
+    )
+    task_sampling_temperature: float = field(
+        default=2.0, metadata={"help": "T of task_sampling: temperature (1 = proportional, larger = flatter)."}
+    )
+
     def __post_init__(self):
         # Without an accelerator, run as a CPU job: this is what makes several processes (accelerate's multi-GPU
         # launcher, torchrun) form a real DDP group over gloo, and what lets bf16 autocast run on the CPU.
         if not self.use_cpu and not torch.accelerator.is_available():
             self.use_cpu = True
+        check_transfer_arguments(self)
         super().__post_init__()
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, MultiTaskTrainingArguments)
+
+# String options with a fixed set of values, checked (naming the file or the command line) before parsing.
+CHOICES = {
+    "unfreezing": UNFREEZING_SCHEDULES,
+    "unfreeze_unit": UNFREEZE_UNITS,
+    "loss_weighting": LOSS_WEIGHTINGS,
+    "task_sampling": TASK_SAMPLINGS,
+}
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -128,6 +206,10 @@ _Yaml12Loader.yaml_implicit_resolvers = {
 }
 _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# YAML 1.2 floats also include exponent forms without a dot (`1e-3`, `5e-5`), which YAML 1.1 reads as strings.
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
 
 
@@ -224,5 +306,14 @@ def parse_arguments(argv: list[str], default_config: str | None = None):
             raise ValueError(
                 f"argument {key!r} (from {origin[key]}) is {value!r} ({type(value).__name__}), expected {fields[key]}"
             )
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ValueError(
+                f"argument {key!r} (from {origin[key]}) is {value!r}, expected one of: {', '.join(CHOICES[key])}"
+            )
+        if key == "freeze":
+            try:
+                parse_freeze(value)
+            except ValueError as error:
+                raise ValueError(f"argument 'freeze' (from {origin[key]}): {error}") from None
     parser = HfArgumentParser(ARGUMENT_CLASSES)
     return parser.parse_dict(values)

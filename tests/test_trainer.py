@@ -1,7 +1,6 @@
 """MultiTaskTrainer: exact gradient accumulation with two tasks, per-task loss logging, small evaluation outputs."""
 
 import numpy as np
-import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
