@@ -7,23 +7,28 @@
 The same script runs under plain `python`, `accelerate launch` (one CPU, several processes, GPUs) and `torchrun`.
 It evaluates on the validation split during training (best checkpoint kept), then on test when there is one, and
 leaves in `output_dir`: the model (weights, tokenizer, code files: loads with `AutoModel.from_pretrained(output_dir,
-trust_remote_code=True)`), `all_results.json` (`train_*`, `eval_*`, `test_*`) and `test_predictions.jsonl`.
-Resume an interrupted run with `--resume_from_checkpoint latest` (or a checkpoint folder).
+trust_remote_code=True)`), `all_results.json` (`train_*`, `eval_*`, `test_*`), `test_predictions.jsonl`, and the
+model card `README.md` with its plots in `plots/`. Resume an interrupted run with `--resume_from_checkpoint latest`.
+
+`--push_to_hub` (with `--hub_model_id`, `--hub_private_repo`, `--hub_token`) publishes the folder at the end in ONE
+commit (model, code files, card and plots; no checkpoint, no training_args.bin); Trainer itself never pushes.
 """
 
 import json
 import logging
 import os
+import re
 import sys
 
 import datasets
 import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_mtl import MultiTaskModel
 from modeling_mtl.data import MultiTaskCollator, build_label_maps, encode_dataset_dict, load_sources
+from modeling_mtl.hub import create_repo, push_folder, take_push_settings
 from modeling_mtl.metrics import build_compute_metrics, predictions_to_records
+from modeling_mtl.model_card import embedding_sample, write_model_card
 from modeling_mtl.trainer import MultiTaskTrainer
 from modeling_mtl.training_args import ARGUMENT_CLASSES, parse_arguments
 
@@ -44,13 +49,33 @@ def load_data(data_args, seed):
     return raw, sentence_labels or ["LABEL_0"], token_labels or ["O"]
 
 
+def complete_checkpoint(folder):
+    """Whether `folder` holds a checkpoint whose save finished: Trainer writes trainer_state.json last, so a save
+    killed part-way leaves it absent or cut short."""
+    try:
+        with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as handle:
+            json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def resolve_checkpoint(training_args):
+    """The checkpoint to resume from: `resume_from_checkpoint` as given, or for "latest" the newest complete
+    checkpoint-N in output_dir (one that a killed save left incomplete is skipped, with a warning)."""
     checkpoint = training_args.resume_from_checkpoint
-    if checkpoint in ("latest", "last", "auto"):
-        checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if checkpoint is None:
-            logger.warning(f"no checkpoint in {training_args.output_dir}: starting from scratch")
-    return checkpoint
+    if checkpoint not in ("latest", "last", "auto"):
+        return checkpoint
+    output_dir = training_args.output_dir
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    steps = sorted((int(name.split("-")[1]) for name in names if re.fullmatch(r"checkpoint-\d+", name)), reverse=True)
+    for step in steps:
+        folder = os.path.join(output_dir, f"checkpoint-{step}")
+        if complete_checkpoint(folder):
+            return folder
+        logger.warning(f"{folder} is incomplete (no readable trainer_state.json: its save was interrupted); skipped")
+    logger.warning(f"no complete checkpoint in {output_dir}: starting from scratch")
+    return None
 
 
 def main(argv=None):
@@ -59,6 +84,8 @@ def main(argv=None):
         HfArgumentParser(ARGUMENT_CLASSES).print_help()
         return None
     model_args, data_args, training_args = parse_arguments(argv, default_config=DEFAULT_CONFIG)
+    # Trainer must not push at every save: the run pushes once, at the end (the token leaves training_args here).
+    push_settings = take_push_settings(training_args)
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()
@@ -77,6 +104,12 @@ def main(argv=None):
         **model_args.config_overrides(),
     )
     tokenizer = model.tokenizer
+    # The dev sentences' embeddings before any training, for the model card's embedding maps.
+    embeddings_before = None
+    if training_args.process_index == 0:
+        sample = embedding_sample(raw, seed=training_args.seed)
+        if sample is not None:
+            embeddings_before = (*sample, model.encode(sample[1]))
     with training_args.main_process_first(desc="tokenisation"):
         encoded, stats = encode_dataset_dict(
             raw,
@@ -116,6 +149,7 @@ def main(argv=None):
     trainer.save_metrics("train", metrics)
     trainer.save_state()
 
+    predictions = {}
     for split, prefix in (("validation", "eval"), ("test", "test")):
         if split not in encoded:
             continue
@@ -131,13 +165,32 @@ def main(argv=None):
         metrics[f"{prefix}_truncated_examples"] = stats[split]["truncated_examples"]
         trainer.log_metrics(prefix, metrics)
         trainer.save_metrics(prefix, metrics)
-        if split == "test" and trainer.is_world_process_zero():
+        if trainer.is_world_process_zero():
             records = predictions_to_records(encoded[split], output.predictions, sentence_labels, token_labels)
+            predictions[split] = records
+        if split == "test" and trainer.is_world_process_zero():
             path = os.path.join(training_args.output_dir, "test_predictions.jsonl")
             with open(path, "w", encoding="utf-8") as handle:
                 for record in records:
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             logger.info(f"test predictions written to {path}")
+
+    if trainer.is_world_process_zero():
+        repo_id = create_repo(push_settings) if push_settings is not None else None
+        write_model_card(
+            training_args.output_dir,
+            trainer.model,
+            training_args,
+            data_args=data_args,
+            model_args=model_args,
+            raw=raw,
+            log_history=trainer.state.log_history,
+            predictions=predictions,
+            embeddings_before=embeddings_before,
+            model_id=repo_id,
+        )
+        if push_settings is not None:
+            push_folder(training_args.output_dir, push_settings)
     return trainer
 
 

@@ -2,12 +2,14 @@
 logits and token (BIO) classification logits.
 
 This file is copied into every saved model folder and loaded with `trust_remote_code=True`, so it imports
-nothing but `torch`, `transformers` and the standard library, and it makes no network call of its own.
+nothing but `torch`, `transformers` and the standard library, and it makes no network call of its own (only
+`push_to_hub`, when called, talks to the Hub, through transformers' client).
 
     model = MultiTaskModel.from_encoder("sentence-transformers/all-MiniLM-L6-v2",
                                         sentence_labels=["travel", "other"], token_labels=["O", "B-LOC", "I-LOC"])
     model.encode(["A sentence."])            # embeddings, as SentenceTransformer.encode
     model.predict(["Fly me to Paris"])       # [{"label", "score", "entities": [...]}]
+    model.push_to_hub("me/my-model")         # the whole folder (and its model card) in one commit
 """
 
 import copy
@@ -19,12 +21,13 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import cached_file
@@ -40,15 +43,35 @@ DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 # the installed package registers the copy of all-MiniLM-L6-v2 shipped on PyPI here, for offline use.
 ENCODER_RESOLVERS = {}
 
-# A word is a run of word characters (optionally joined by ' - . : / inside, and with a leading @ or # as in
-# tweets), or any single other visible character (punctuation, emoji, symbols). Zero-width and control
-# characters belong to no word.
-_WORD_PATTERN = re.compile(r"[@#]?\w+(?:['’\-.:/]\w+)*|[^\s\u200b-\u200f\u2060\ufeff\x00-\x1f\x7f]")
+# How `predict` and the `multitask` pipeline turn sub-token predictions into word tags (see `predict`).
+AGGREGATION_STRATEGIES = ("first", "average", "max", "none")
+
+
+@functools.lru_cache(maxsize=1)
+def _word_pattern():
+    """A word is a run of word characters and combining marks (optionally joined by ' - . : / inside, and with a
+    leading @ or # as in tweets), or any single other visible character (punctuation, emoji, symbols) with the marks
+    that follow it. Zero-width and control characters belong to no word.
+
+    `re` has no class for combining marks (Unicode category M*: vowel signs, accents, variation selectors), so it is
+    built from `unicodedata` on first use; every mark lies in U+0300..U+1FFFF or U+E0000..U+E0FFF.
+    """
+    marks = [
+        chr(code)
+        for block in (range(0x300, 0x20000), range(0xE0000, 0xE1000))
+        for code in block
+        if unicodedata.category(chr(code)).startswith("M")
+    ]
+    mark = "[" + re.escape("".join(marks)) + "]"
+    word = rf"(?:\w|{mark})"
+    return re.compile(
+        rf"[@#]?\w{word}*(?:['’\-.:/]\w{word}*)*|[^\s\u200b-\u200f\u2060\ufeff\x00-\x1f\x7f]{mark}*"
+    )
 
 
 def split_words(text):
     """Split `text` into words with character offsets: a list of `(word, start, end)`, `text[start:end] == word`."""
-    return [(m.group(), m.start(), m.end()) for m in _WORD_PATTERN.finditer(text)]
+    return [(m.group(), m.start(), m.end()) for m in _word_pattern().finditer(text)]
 
 
 def join_words(words):
@@ -92,12 +115,24 @@ def bio_to_entities(text, tags, scores, offsets):
     ]
 
 
+def _check_unicode(text, where):
+    """A str with a lone surrogate (bytes decoded with errors="surrogateescape") cannot be tokenised."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{where} is not valid Unicode: character {error.start} is a lone surrogate ({text[error.start]!r}); "
+            "decode the bytes it came from with their real encoding (or errors='replace')"
+        ) from None
+
+
 def _check_texts(texts, allow_words):
     """Validate a batch of inputs; name the offending index in every error."""
     if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
         raise TypeError(f"expected a list of texts, got {type(texts).__name__}")
     for index, item in enumerate(texts):
         if isinstance(item, str):
+            _check_unicode(item, f"input {index}")
             continue
         if allow_words and isinstance(item, (list, tuple)):
             bad = [i for i, word in enumerate(item) if not isinstance(word, str) or not word or word.split() != [word]]
@@ -106,6 +141,8 @@ def _check_texts(texts, allow_words):
                     f"input {index}: word {bad[0]} is {item[bad[0]]!r}; pre-split words must be non-empty "
                     "strings without whitespace"
                 )
+            for word in item:
+                _check_unicode(word, f"input {index}")
             continue
         expected = "a string or a list of word strings" if allow_words else "a string"
         raise TypeError(f"input {index} is {type(item).__name__} ({item!r}); expected {expected}")
@@ -269,8 +306,15 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             `{"sentence": n, "token": m}`: labelled examples and tokens in the whole (accumulated, all-process)
             batch. When given, each task's summed loss is divided by it, which keeps gradient accumulation exact.
         """
+        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        max_positions = encoder_max_positions(self.config.encoder_config)
+        if max_positions is not None and reference.shape[1] > max_positions:
+            raise ValueError(
+                f"the input is {reference.shape[1]} tokens long but the encoder has {max_positions} positions: "
+                f"truncate it (tokenizer(..., truncation=True, max_length={self.config.max_seq_length}), or "
+                "truncation=True in a pipeline call)"
+            )
         if attention_mask is None:
-            reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
         encoder_outputs = self._run_encoder(
             input_ids,
@@ -400,26 +444,93 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        """Load a saved multi-task model (local folder or Hub id) with its tokenizer.
+
+        Weights load from safetensors only (never a pickle). A folder that is not a complete multi-task model is
+        refused with an error that names the file and the problem: no or another model's `config.json`, a damaged
+        `model.safetensors`, weights missing or of the wrong shape (`ignore_mismatched_sizes=True` re-initialises
+        the latter, as in transformers). `output_loading_info=True` returns `(model, loading_info)`.
+        """
+        source = os.fspath(pretrained_model_name_or_path)
         hub_kwargs = {
             key: kwargs[key]
             for key in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
             if key in kwargs
         }
+        if not isinstance(kwargs.get("config"), PretrainedConfig):
+            cls._check_config_file(source, hub_kwargs)
+        kwargs.setdefault("use_safetensors", True)
+        return_info = kwargs.pop("output_loading_info", False)
+        allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)
+        try:
+            model, info = super().from_pretrained(
+                source, *model_args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+            )
+        except Exception as error:
+            # safetensors' own error (SafetensorError) names neither the file nor the folder.
+            if type(error).__module__.split(".")[0] != "safetensors":
+                raise
+            raise OSError(
+                f"{os.path.join(source, hub_kwargs.get('subfolder', ''), 'model.safetensors')} is damaged and cannot "
+                f"be read ({error}): save or download the model again"
+            ) from error
+        cls._check_loading_info(source, info, allow_mismatch)
+        model.tokenizer = cls._load_tokenizer(source, model.config, hub_kwargs)
+        return (model, info) if return_info else model
+
+    @classmethod
+    def _check_config_file(cls, source, hub_kwargs):
+        """Refuse a source without config.json, or whose config.json is another model's, before transformers reads
+        it (it would build a default config, or fail deep inside on the other model's fields)."""
+        try:
+            path = cached_file(source, "config.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        except OSError:
+            return  # not reachable here: transformers raises its own error
+        if path is None:
+            raise OSError(
+                f"{source} has no config.json: it is not a saved model folder (or its saving was interrupted: "
+                "config.json is written last)"
+            )
+        try:
+            with open(path, encoding="utf-8") as handle:
+                model_type = json.load(handle).get("model_type")
+        except (ValueError, AttributeError):
+            return  # not JSON (or not an object): transformers names the file
+        if model_type != cls.config_class.model_type:
+            raise ValueError(
+                f"{path} has model_type {model_type!r}, not {cls.config_class.model_type!r}: it is not a multi-task "
+                f"model. Load it with AutoModel, or build a multi-task model on it with "
+                f"MultiTaskModel.from_encoder({source!r}, ...)"
+            )
+
+    @staticmethod
+    def _check_loading_info(source, info, allow_mismatch):
+        """A weight missing from the file (or of the wrong shape) would silently stay at its random initial value."""
+        problems = [f"{key} is missing" for key in info.get("missing_keys", [])]
+        if not allow_mismatch:
+            for key, *shapes in info.get("mismatched_keys", []):
+                found, expected = (list(shape) for shape in shapes[:2])
+                problems.append(f"{key} has shape {found} in the file, the model expects {expected}")
+        if problems:
+            raise ValueError(
+                f"the weights in {source} do not fit this model's config: {'; '.join(sorted(problems))}. The folder "
+                "is damaged or its config.json belongs to other weights"
+            )
+
+    @staticmethod
+    def _load_tokenizer(source, config, hub_kwargs):
         try:
             # The encoder's config tells AutoTokenizer the tokenizer family without re-reading our custom config.
-            tokenizer = AutoTokenizer.from_pretrained(
-                pretrained_model_name_or_path, config=model.config.encoder_config, **hub_kwargs
-            )
+            tokenizer = AutoTokenizer.from_pretrained(source, config=config.encoder_config, **hub_kwargs)
         except (OSError, ValueError) as error:
-            logger.warning(f"No tokenizer loaded from {pretrained_model_name_or_path} ({error}); set model.tokenizer.")
-            return model
+            logger.warning(f"No tokenizer loaded from {source} ({error}); set model.tokenizer.")
+            return None
         # A tokenizer saved with a from_encoder model already has its pad token and prefix space; a folder put
         # together otherwise may lack them.
-        model.tokenizer = _adapt_tokenizer(tokenizer, model.config.encoder_config.pad_token_id)
-        if model.tokenizer.pad_token is None:
-            logger.warning(f"the tokenizer in {pretrained_model_name_or_path} has no pad token: it cannot pad batches")
-        return model
+        tokenizer = _adapt_tokenizer(tokenizer, config.encoder_config.pad_token_id)
+        if tokenizer.pad_token is None:
+            logger.warning(f"the tokenizer in {source} has no pad token: it cannot pad batches")
+        return tokenizer
 
     def save_pretrained(self, save_directory, **kwargs):
         """Write weights (safetensors), config, tokenizer and code files. The folder is written aside and moved into
@@ -432,11 +543,56 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             super().save_pretrained(staging, **kwargs)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(staging)
-                _drop_machine_specific_keys(os.path.join(staging, "tokenizer_config.json"))
+                _finish_tokenizer_config(os.path.join(staging, "tokenizer_config.json"), self.config.max_seq_length)
             _write_sentence_transformers_files(self.config, staging)
             _move_into_place(staging, save_directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def push_to_hub(
+        self,
+        repo_id,
+        *,
+        commit_message=None,
+        commit_description=None,
+        private=None,
+        token=None,
+        revision=None,
+        create_pr=False,
+        max_shard_size="50GB",
+        tags=None,
+        card_folder=None,
+    ):
+        """Upload the complete model folder to the Hub in ONE commit; returns the commit info.
+
+        The commit holds what `save_pretrained` writes (safetensors weights, config, tokenizer, the code files that
+        `trust_remote_code=True` loads, the sentence-transformers files) and the model card: the `README.md` of
+        `card_folder` (default: the local folder this model was loaded from) with the files it links to (its plots)
+        and `all_results.json`. Without a card there, a minimal one with the Hub metadata is written (`tags` are
+        added to it). `private` applies when the repository is created; `token` defaults to the logged-in token
+        (`hf auth login` or `HF_TOKEN`) and is written nowhere.
+        """
+        from transformers.utils.hub import hf_api  # transformers' shared HfApi client
+
+        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        if card_folder is None and isinstance(self.name_or_path, str) and os.path.isdir(self.name_or_path):
+            card_folder = self.name_or_path
+        with tempfile.TemporaryDirectory() as temporary:
+            folder = os.path.join(temporary, "model")
+            self.save_pretrained(folder, max_shard_size=max_shard_size)
+            if not _copy_model_card(card_folder, folder):
+                _write_minimal_model_card(self.config, folder, repo_id, tags)
+            # One create_commit with every file of the folder and of its first-level subfolders.
+            return self._upload_modified_files(
+                folder,
+                repo_id,
+                files_timestamps={},
+                commit_message=commit_message or "Upload multi-task model",
+                token=token,
+                create_pr=create_pr,
+                revision=revision,
+                commit_description=commit_description,
+            )
 
     def _require_tokenizer(self):
         if self.tokenizer is None:
@@ -509,69 +665,183 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         return embeddings.float().cpu().numpy()
 
     @torch.inference_mode()
-    def predict(self, texts, batch_size=32, return_embeddings=False):
+    def predict(self, texts, batch_size=32, return_embeddings=False, aggregation_strategy="first"):
         """Sentence label and entities for each text, from one encoder pass.
 
         `texts` is a list of strings (split into words by `split_words`) or of pre-split word lists (joined with
         single spaces, to which the offsets then refer). Each result is
         `{"label": str, "score": float, "entities": [{"entity_group", "score", "word", "start", "end"}]}` with
-        `text[start:end] == word`; a word's tag is the prediction at its first sub-token. Words beyond
+        `text[start:end] == word` (and `"embedding"` with `return_embeddings=True`). Words beyond
         `config.max_seq_length` tokens get no tag (a warning says how many).
+
+        `aggregation_strategy` says how a word's tag comes from its sub-tokens, as in the token-classification
+        pipeline: `"first"` (the first sub-token's prediction), `"average"` (the mean of the sub-tokens'
+        probabilities), `"max"` (the sub-token with the most confident prediction), or `"none"` (as `"first"`,
+        but `entities` lists every tagged word, `{"entity": "B-LOC", "score", "index", "word", "start", "end"}`,
+        without grouping B-/I- words into entities).
         """
         _check_texts(texts, allow_words=True)
-        prepared = []
-        for item in texts:
-            if isinstance(item, str):
-                spans = split_words(item)
-                prepared.append((item, [w for w, _, _ in spans], [(s, e) for _, s, e in spans]))
-            else:
-                text, offsets = join_words(list(item))
-                prepared.append((text, list(item), offsets))
+        strategy = self.check_aggregation_strategy(aggregation_strategy)
+        prepared = [self.prepare_text(item) for item in texts]
         order = sorted(range(len(prepared)), key=lambda index: -len(prepared[index][1]))
         results = [None] * len(prepared)
-        truncated_words = 0
+        untagged_words = 0
         was_training = self.training
         self.eval()
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            # A text without words still needs one sequence: an empty word list tokenises to the special tokens.
-            encoding = self._tokenize([prepared[index][1] for index in indices], is_split_into_words=True)
-            outputs = self(**self._encoder_inputs(encoding))
-            sentence_probs = outputs.sentence_logits.float().softmax(-1)
-            token_probs = outputs.token_logits.float().softmax(-1)
+            encoding = self.tokenize_words([prepared[index][1] for index in indices])
+            self._warn_truncated(encoding, indices)
+            scores = self.score_batch(self._encoder_inputs(encoding))
             for row, index in enumerate(indices):
                 text, words, offsets = prepared[index]
-                first_token = {}
-                for position, word_id in enumerate(encoding.word_ids(row)):
-                    if word_id is not None and word_id not in first_token:
-                        first_token[word_id] = position
-                tags, scores = [], []
-                for word_index in range(len(words)):
-                    position = first_token.get(word_index)
-                    if position is None:
-                        truncated_words += 1
-                        tags.append("O")
-                        scores.append(0.0)
-                        continue
-                    score, tag_id = token_probs[row, position].max(-1)
-                    tags.append(self.config.token_labels[int(tag_id)])
-                    scores.append(float(score))
-                score, label_id = sentence_probs[row].max(-1)
-                result = {
-                    "label": self.config.sentence_labels[int(label_id)],
-                    "score": float(score),
-                    "entities": bio_to_entities(text, tags, scores, offsets),
-                }
-                if return_embeddings:
-                    result["embedding"] = outputs.sentence_embedding[row].float().cpu().tolist()
-                results[index] = result
+                results[index], untagged = self.decode_prediction(
+                    text,
+                    words,
+                    offsets,
+                    scores["sentence_probs"][row],
+                    scores["token_probs"][row],
+                    encoding.word_ids(row),
+                    aggregation_strategy=strategy,
+                    embedding=scores["sentence_embedding"][row] if return_embeddings else None,
+                )
+                untagged_words += untagged
         self.train(was_training)
-        if truncated_words:
+        if untagged_words:
             logger.warning(
-                f"{truncated_words} words lie beyond max_seq_length={self.config.max_seq_length} tokens (or produce "
+                f"{untagged_words} words lie beyond max_seq_length={self.config.max_seq_length} tokens (or produce "
                 "no sub-token) and were left untagged"
             )
         return results
+
+    # The building blocks of `predict`, also used by the `multitask` pipeline (pipeline_mtl.py), which cannot import
+    # this module and reaches them through the model.
+
+    @staticmethod
+    def check_aggregation_strategy(aggregation_strategy):
+        """The strategy name, lower-cased (an `AggregationStrategy` enum member is accepted), or a ValueError."""
+        name = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
+        if name not in AGGREGATION_STRATEGIES:
+            raise ValueError(
+                f"aggregation_strategy is {aggregation_strategy!r}; choose one of {list(AGGREGATION_STRATEGIES)}"
+            )
+        return name
+
+    @staticmethod
+    def check_inputs(texts, allow_words=True):
+        """Validate a batch of inputs (strings, or pre-split word lists when `allow_words`), naming the bad index."""
+        _check_texts(texts, allow_words=allow_words)
+
+    @staticmethod
+    def prepare_text(item):
+        """`(text, words, offsets)` for a string (split with `split_words`) or a pre-split word list (joined with
+        single spaces); `offsets[i]` is `(start, end)` of `words[i]` in `text`."""
+        if isinstance(item, str):
+            spans = split_words(item)
+            return item, [word for word, _, _ in spans], [(start, end) for _, start, end in spans]
+        text, offsets = join_words(list(item))
+        return text, list(item), offsets
+
+    def tokenize_words(self, word_lists, to_device=True):
+        """Tokenise lists of words (`is_split_into_words=True`), padded and truncated to `config.max_seq_length`.
+        A text without words still gets one sequence (its special tokens, or one pad token)."""
+        encoding = self._tokenize(word_lists, is_split_into_words=True)
+        return encoding if to_device else encoding.to("cpu")
+
+    def encoder_inputs(self, encoding):
+        """The tensors of a tokenizer encoding that the model takes (`input_ids`, `attention_mask`,
+        `token_type_ids` when present)."""
+        return self._encoder_inputs(encoding)
+
+    @torch.inference_mode()
+    def score_batch(self, inputs):
+        """Probabilities of both heads and the sentence embedding for a tokenised batch (on the CPU, float32):
+        `{"sentence_probs": [batch, n_sentence_labels], "token_probs": [batch, seq, n_token_labels],
+        "sentence_embedding": [batch, hidden]}`. Runs the multi-task forward even on the single-head views."""
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        if type(self).forward is MultiTaskModel.forward:
+            outputs = self(**inputs)  # through nn.Module.__call__, so hooks (device maps) apply
+        else:
+            outputs = MultiTaskModel.forward(self, **inputs)
+        return {
+            "sentence_probs": outputs.sentence_logits.float().softmax(-1).cpu(),
+            "token_probs": outputs.token_logits.float().softmax(-1).cpu(),
+            "sentence_embedding": outputs.sentence_embedding.float().cpu(),
+        }
+
+    def decode_words(self, token_probs, word_ids, num_words, aggregation_strategy="first"):
+        """Word-level BIO tags and scores from one sequence's token probabilities.
+
+        Args:
+            token_probs: `[seq, n_token_labels]` probabilities of one sequence.
+            word_ids: the word index of each position (None for special and padding tokens), as
+                `BatchEncoding.word_ids()` gives it for that sequence.
+            num_words: how many words the text has; a word without a sub-token (truncated) is tagged `"O"`.
+            aggregation_strategy: `"first"`, `"average"`, `"max"` or `"none"` (read as `"first"` here).
+
+        Returns:
+            `(tags, scores, untagged)`: one tag and its probability per word, and how many words had no sub-token.
+        """
+        strategy = self.check_aggregation_strategy(aggregation_strategy)
+        positions = [[] for _ in range(num_words)]
+        for position, word_id in enumerate(word_ids):
+            if word_id is not None and word_id < num_words:
+                positions[word_id].append(position)
+        token_probs = token_probs.float().cpu()
+        tags, scores, untagged = [], [], 0
+        for word_positions in positions:
+            if not word_positions:
+                untagged += 1
+                tags.append("O")
+                scores.append(0.0)
+                continue
+            if strategy == "average":
+                probs = token_probs[word_positions].mean(0)
+            elif strategy == "max":
+                candidates = token_probs[word_positions]
+                probs = candidates[int(candidates.max(-1).values.argmax())]
+            else:  # "first" and "none"
+                probs = token_probs[word_positions[0]]
+            score, tag_id = probs.max(-1)
+            tags.append(self.config.token_labels[int(tag_id)])
+            scores.append(float(score))
+        return tags, scores, untagged
+
+    def decode_prediction(
+        self,
+        text,
+        words,
+        offsets,
+        sentence_probs,
+        token_probs,
+        word_ids,
+        aggregation_strategy="first",
+        embedding=None,
+    ):
+        """One `predict` result from one sequence's probabilities (see `score_batch` and `decode_words`); returns
+        `(result, untagged_words)`."""
+        strategy = self.check_aggregation_strategy(aggregation_strategy)
+        tags, scores, untagged = self.decode_words(token_probs, word_ids, len(words), strategy)
+        if strategy == "none":
+            entities = [
+                {
+                    "entity": tag,
+                    "score": score,
+                    "index": index,
+                    "word": text[start:end],
+                    "start": start,
+                    "end": end,
+                }
+                for index, (tag, score, (start, end)) in enumerate(zip(tags, scores, offsets))
+                if tag != "O"
+            ]
+        else:
+            entities = bio_to_entities(text, tags, scores, offsets)
+        score, label_id = sentence_probs.float().max(-1)
+        result = {"label": self.config.sentence_labels[int(label_id)], "score": float(score), "entities": entities}
+        if embedding is not None:
+            result["embedding"] = embedding.float().cpu().tolist()
+        return result, untagged
 
     def _warn_truncated(self, encoding, indices):
         truncated = [index for row, index in enumerate(indices) if encoding.encodings[row].overflowing]
@@ -690,15 +960,17 @@ def _sentence_transformers_settings(source):
     return settings
 
 
-def _drop_machine_specific_keys(tokenizer_config_path):
-    """transformers records how the tokenizer was loaded here (`is_local`, `local_files_only`); a published folder
-    should not carry that."""
+def _finish_tokenizer_config(tokenizer_config_path, max_seq_length):
+    """Drop what transformers records about how the tokenizer was loaded (`is_local`, `local_files_only`: a published
+    folder should not carry that), and set `model_max_length` to the model's `max_seq_length`, where the standard
+    pipelines then truncate (`truncation=True`) as `predict` and `encode` do."""
     if not os.path.exists(tokenizer_config_path):
         return
     with open(tokenizer_config_path, encoding="utf-8") as handle:
         settings = json.load(handle)
     for key in ("is_local", "local_files_only", "name_or_path"):
         settings.pop(key, None)
+    settings["model_max_length"] = max_seq_length
     with open(tokenizer_config_path, "w", encoding="utf-8") as handle:
         json.dump(settings, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
@@ -735,6 +1007,71 @@ def _write_sentence_transformers_files(config, folder):
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(content, handle, indent=2)
             handle.write("\n")
+
+
+# Relative links of a model card: markdown links and images, and HTML src/href attributes.
+_CARD_LINK = re.compile(r"""(?:\]\(|(?:src|href)=["'])([^)"'\s#?]+)""")
+
+# A Hub repository id ("name" or "owner/name"), as opposed to a local path.
+_HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
+
+
+def hub_base_model(name):
+    """`name` when it reads as a Hub model id (the card's `base_model`), None for a local folder."""
+    if not name or os.path.isabs(name) or os.path.exists(name) or name.startswith(".") or not _HUB_ID.match(name):
+        return None
+    return name
+
+
+def _copy_model_card(source, folder):
+    """Copy `source/README.md` into `folder` with the files it links to (one folder level deep at most, never out of
+    `source`, never over a model file) and `all_results.json`. Returns whether there was a card."""
+    if not source or not os.path.isfile(os.path.join(source, "README.md")):
+        return False
+    shutil.copyfile(os.path.join(source, "README.md"), os.path.join(folder, "README.md"))
+    with open(os.path.join(source, "README.md"), encoding="utf-8") as handle:
+        names = {match.group(1) for match in _CARD_LINK.finditer(handle.read())}
+    for name in sorted(names | {"all_results.json"}):
+        relative = os.path.normpath(name)
+        if "://" in name or os.path.isabs(relative) or relative.startswith("..") or relative.count(os.sep) > 1:
+            continue
+        path, destination = os.path.join(source, relative), os.path.join(folder, relative)
+        if os.path.isfile(path) and not os.path.exists(destination):
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            shutil.copyfile(path, destination)
+    return True
+
+
+def _write_minimal_model_card(config, folder, repo_id, tags=None):
+    """A README.md with the Hub metadata and a usage snippet, for a model pushed without a card of its own."""
+    all_tags = ["custom_code", "multi-task", "sentence-transformers", "text-classification", "token-classification"]
+    all_tags += [tag for tag in tags or [] if tag not in all_tags]
+    lines = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:"]
+    lines += [f"- {json.dumps(tag)}" for tag in all_tags]
+    base_model = hub_base_model(config.encoder_name_or_path)
+    if base_model:
+        lines.append(f"base_model: {json.dumps(base_model)}")
+    lines += [
+        "---",
+        "",
+        "# Multi-task sentence transformer",
+        "",
+        "One shared encoder gives a sentence embedding, a sentence label "
+        f"({', '.join(config.sentence_labels)}) and BIO entities "
+        f"({', '.join(sorted({tag[2:] for tag in config.token_labels if tag != 'O'})) or 'none'}) in one pass.",
+        "",
+        "```python",
+        "from transformers import AutoModel, pipeline",
+        "",
+        f"model = AutoModel.from_pretrained({json.dumps(repo_id)}, trust_remote_code=True)",
+        'model.predict(["A sentence to label."])',
+        'model.encode(["A sentence to embed."])',
+        f"pipe = pipeline(model={json.dumps(repo_id)}, trust_remote_code=True)",
+        "```",
+        "",
+    ]
+    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines))
 
 
 def _move_into_place(staging, target):

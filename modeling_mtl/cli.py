@@ -1,0 +1,391 @@
+"""Command line of a trained multi-task model: `python -m modeling_mtl {predict,embed,evaluate} ...`.
+
+    python -m modeling_mtl predict --model outputs/demo "Angela Merkel flew to Paris" "Buy a new laptop"
+    cat texts.txt | python -m modeling_mtl predict --model outputs/demo > predictions.jsonl
+    python -m modeling_mtl embed --model outputs/demo "A sentence to embed."
+    python -m modeling_mtl evaluate --model outputs/demo --data_dir data/demo --split test
+    python -m modeling_mtl evaluate --model outputs/atis --config configuration/atis.yaml --json
+
+`predict` and `embed` print one JSON object / array per text (JSON Lines, in input order); with no TEXT they read
+one text per line from standard input (blank lines skipped), streaming. `evaluate` reads any data source that
+train_mtl.py accepts (`--data_dir` with `--data_format`, `--dataset_name`, column options, or the data keys of a run
+file with `--config`) and prints the metric table (`--json`: one JSON object).
+
+The model is loaded with this package's classes (`MultiTaskModel.from_pretrained`): no code from the model folder
+runs. Errors (a missing folder, a folder that holds another kind of model, an empty input, a missing split) end with
+a one-line message on standard error and exit status 2; arguments are checked before any model or data is loaded.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+EXIT_USAGE = 2
+DATA_KEYS = (
+    "data_dir",
+    "data_format",
+    "dataset_name",
+    "dataset_config_name",
+    "text_column",
+    "tokens_column",
+    "sentence_label_column",
+    "tags_column",
+)
+AGGREGATION_CHOICES = ("first", "average", "max", "none")
+SPLIT_CHOICES = ("train", "validation", "test")
+MODEL_TYPE = "multitask-sentence-transformer"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?$")  # what may be a Hub repo id rather than a local path
+
+
+class CommandError(Exception):
+    """A user error: printed as `error: <message>`, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------------- arguments
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m modeling_mtl",
+        description="Use a trained multi-task model (a folder written by train_mtl.py, or a Hub repo id).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{predict,embed,evaluate}")
+
+    def add_model_options(command):
+        command.add_argument("--model", required=True, help="model folder (or Hub repo id)")
+        command.add_argument("--batch_size", type=int, default=32, help="texts per forward pass (default 32)")
+        command.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+
+    predict = commands.add_parser(
+        "predict", help="sentence label and entities, one JSON line per text",
+        description="Print {text, label, score, entities} as one JSON line per text.",
+    )
+    add_model_options(predict)
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts; none: read lines from standard input")
+    predict.add_argument("--aggregation_strategy", choices=AGGREGATION_CHOICES, default="first",
+                         help="how a word's tag comes from its sub-tokens (default first)")
+    predict.add_argument("--return_embedding", action="store_true", help="add the sentence embedding")
+
+    embed = commands.add_parser(
+        "embed", help="sentence embeddings, one JSON array per text",
+        description="Print each text's sentence embedding as one JSON array per line.",
+    )
+    add_model_options(embed)
+    embed.add_argument("texts", nargs="*", metavar="TEXT", help="texts; none: read lines from standard input")
+    embed.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                       help="L2-normalise (default: the model's setting)")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="metrics on a labelled data set",
+        description="Score the model on a split of any data source train_mtl.py accepts and print the metrics.",
+    )
+    add_model_options(evaluate)
+    evaluate.add_argument("--config", help="a run file (.yaml/.json): its data keys (data_dir, sources, ...) are used")
+    evaluate.add_argument("--data_dir", help="local folder: jointbert, conll, sst2, csv or jsonl")
+    evaluate.add_argument("--data_format", help="format of --data_dir (default: detected)")
+    evaluate.add_argument("--dataset_name", help="Hub data set id")
+    evaluate.add_argument("--dataset_config_name", help="Hub data set configuration")
+    evaluate.add_argument("--text_column")
+    evaluate.add_argument("--tokens_column")
+    evaluate.add_argument("--sentence_label_column")
+    evaluate.add_argument("--tags_column")
+    evaluate.add_argument("--split", choices=SPLIT_CHOICES, default=None,
+                          help="split to score (default: test if there is one, else validation)")
+    evaluate.add_argument("--max_samples", type=int, default=None, help="score the first N examples only")
+    evaluate.add_argument("--per_entity", action=argparse.BooleanOptionalAction, default=True,
+                          help="also report P/R/F1 per entity type (default: yes)")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    evaluate.add_argument("--output", help="also write the metrics as JSON to this file")
+    return parser
+
+
+def check_model_argument(model):
+    """Refuse a model argument that cannot be a model before anything heavy is imported."""
+    if os.path.isdir(model):
+        config = os.path.join(model, "config.json")
+        if not os.path.isfile(config):
+            raise CommandError(f"{model} is not a model folder: it has no config.json")
+        try:
+            with open(config, encoding="utf-8") as handle:
+                model_type = json.load(handle).get("model_type")
+        except (OSError, ValueError) as error:
+            raise CommandError(f"{config} cannot be read: {error}") from None
+        if model_type != MODEL_TYPE:
+            raise CommandError(f"{model} holds a {model_type!r} model, not a multi-task model ({MODEL_TYPE!r})")
+        return
+    if os.path.exists(model):
+        raise CommandError(f"{model} is a file, not a model folder")
+    if not HUB_ID.match(model):
+        raise CommandError(f"model folder {model} not found")
+
+
+def read_texts(texts, stdin):
+    """The texts of the command line, or lines of standard input (streamed, blank lines skipped)."""
+    if texts:
+        yield from texts
+        return
+    if stdin is None or stdin.isatty():
+        raise CommandError("no text given: pass TEXT arguments or pipe one text per line on standard input")
+    for line in stdin:
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield line
+
+
+def _chunks(items, size):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+
+
+def load_model(name, device=None):
+    from transformers.utils import logging as transformers_logging
+
+    from . import MultiTaskModel
+
+    transformers_logging.disable_progress_bar()
+    try:
+        model = MultiTaskModel.from_pretrained(name)
+    except (OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if not os.path.exists(name):
+            raise CommandError(f"model folder {name} not found, nor loadable as a Hub repo id ({reason})") from None
+        raise CommandError(f"cannot load the model {name}: {reason}") from None
+    if model.tokenizer is None:
+        raise CommandError(f"{name} has no tokenizer files: it cannot read text")
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        model.to(device)
+    except (RuntimeError, ValueError) as error:
+        raise CommandError(f"device {device!r} cannot be used: {error}") from None
+    return model.eval()
+
+
+def run_predict(args, stdin, stdout):
+    texts = read_texts(args.texts, stdin)
+    first = next(texts, None)  # fail on an empty input before loading the model
+    if first is None:
+        raise CommandError("no text given: standard input held no line")
+    model = load_model(args.model, args.device)
+    count = 0
+    for chunk in _chunks(_prepend(first, texts), max(args.batch_size, 256)):
+        results = model.predict(
+            chunk, batch_size=args.batch_size, return_embeddings=args.return_embedding,
+            aggregation_strategy=args.aggregation_strategy,
+        )
+        for text, result in zip(chunk, results):
+            stdout.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
+        stdout.flush()
+        count += len(chunk)
+    return count
+
+
+def run_embed(args, stdin, stdout):
+    texts = read_texts(args.texts, stdin)
+    first = next(texts, None)
+    if first is None:
+        raise CommandError("no text given: standard input held no line")
+    model = load_model(args.model, args.device)
+    count = 0
+    for chunk in _chunks(_prepend(first, texts), max(args.batch_size, 256)):
+        vectors = model.encode(chunk, batch_size=args.batch_size, normalize_embeddings=args.normalize)
+        for vector in vectors.tolist():
+            stdout.write(json.dumps(vector) + "\n")
+        stdout.flush()
+        count += len(chunk)
+    return count
+
+
+def _prepend(first, rest):
+    yield first
+    yield from rest
+
+
+def data_arguments(args):
+    """DataArguments from `--config` (its data keys) and the data flags (which replace the file's source)."""
+    from .training_args import DataArguments, parse_arguments
+
+    data_args = DataArguments()
+    if args.config:
+        if not os.path.isfile(args.config):
+            raise CommandError(f"run file {args.config} not found")
+        try:
+            _, data_args, _ = parse_arguments([args.config])
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    flags = {key: getattr(args, key) for key in DATA_KEYS if getattr(args, key) is not None}
+    if flags:
+        if "data_dir" not in flags and "dataset_name" not in flags:
+            raise CommandError("give --data_dir or --dataset_name with the column and format options")
+        for key in DATA_KEYS:
+            setattr(data_args, key, flags.get(key))
+        data_args.sources = None
+    if not (data_args.sources or data_args.data_dir or data_args.dataset_name):
+        raise CommandError("no data given: use --data_dir, --dataset_name or --config")
+    if data_args.data_dir and not os.path.isdir(data_args.data_dir):
+        raise CommandError(f"data folder {data_args.data_dir} not found")
+    try:
+        return data_args, data_args.data_sources()
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+
+
+def load_split(sources, split):
+    """The requested split (default: test, else validation) of every source, concatenated; needs no train split."""
+    import datasets
+
+    from .data import load_source
+
+    loaded = []
+    for source in sources:
+        try:
+            loaded.append(load_source(source))
+        except (OSError, ValueError) as error:
+            raise CommandError(f"cannot read {source.data_dir or source.dataset_name}: {error}") from None
+    available = sorted({name for dataset_dict in loaded for name in dataset_dict})
+    if split is None:
+        split = next((name for name in ("test", "validation") if name in available), None)
+        if split is None:
+            raise CommandError(f"the data has no test or validation split (it has: {', '.join(available)}); use --split")
+    parts = [dataset_dict[split] for dataset_dict in loaded if split in dataset_dict]
+    if not parts:
+        raise CommandError(f"the data has no {split} split (it has: {', '.join(available)})")
+    return split, datasets.concatenate_datasets(parts)
+
+
+def score(model, encoded, batch_size):
+    """Argmax predictions of both heads and the per-item mean loss of each task over `encoded`."""
+    import torch
+
+    from .data import MultiTaskCollator
+
+    collator = MultiTaskCollator(model.tokenizer)
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "sentence_labels", "token_labels")
+               if c in encoded.column_names]
+    rows = encoded.select_columns(columns)
+    sentence_ids, token_ids = [], []
+    totals = {"sentence": [0.0, 0], "token": [0.0, 0]}
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+            batch = {key: value.to(model.device) for key, value in batch.items()}
+            outputs = model(**batch)
+            sentence_ids.extend(outputs.sentence_logits.argmax(-1).cpu().tolist())
+            for row in outputs.token_logits.argmax(-1).cpu():
+                token_ids.append(row.numpy())
+            for task in ("sentence", "token"):
+                labels, loss = batch.get(f"{task}_labels"), getattr(outputs, f"{task}_loss")
+                if labels is not None and loss is not None:
+                    count = int((labels != -100).sum())
+                    totals[task][0] += float(loss) * count
+                    totals[task][1] += count
+    losses = {f"{task}_loss": total / count for task, (total, count) in totals.items() if count}
+    return (sentence_ids, token_ids), losses
+
+
+def run_evaluate(args, stdout):
+    check_positive("--max_samples", args.max_samples)
+    data_args, sources = data_arguments(args)
+    model = load_model(args.model, args.device)
+    split, dataset = load_split(sources, args.split)
+    if args.max_samples is not None:
+        dataset = dataset.select(range(min(args.max_samples, len(dataset))))
+    if len(dataset) == 0:
+        raise CommandError(f"the {split} split is empty")
+
+    from datasets import DatasetDict
+    from transformers import EvalPrediction
+
+    from .data import encode_dataset_dict
+    from .metrics import build_compute_metrics
+
+    config = model.config
+    encoded, stats = encode_dataset_dict(
+        DatasetDict({split: dataset}), model.tokenizer, config.sentence_labels, config.token_labels,
+        max_length=config.max_seq_length, label_all_tokens=data_args.label_all_tokens,
+    )
+    predictions, losses = score(model, encoded[split], args.batch_size)
+    compute = build_compute_metrics(encoded[split], config.sentence_labels, config.token_labels, args.per_entity)
+    metrics = dict(compute(EvalPrediction(predictions=predictions, label_ids=None)))
+    metrics.update(losses)
+    unseen = stats[split]["unseen"]
+    metrics.update(
+        samples=len(dataset),
+        examples_with_unseen_sentence_label=unseen["examples_with_unseen_sentence_label"],
+        words_with_unseen_tag=unseen["words_with_unseen_tag"],
+        truncated_examples=stats[split]["truncated_examples"],
+    )
+    metrics = {key: (value.item() if hasattr(value, "item") else value) for key, value in metrics.items()}
+    report = {"model": args.model, "split": split, "data": [s.data_dir or s.dataset_name for s in sources],
+              "metrics": metrics}
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+    if args.json:
+        stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        stdout.write(metric_table(report) + "\n")
+    return metrics
+
+
+def metric_table(report):
+    metrics = report["metrics"]
+    lines = [f"{report['model']} on the {report['split']} split of {', '.join(report['data'])} "
+             f"({metrics['samples']} examples)", ""]
+    width = max(len(key) for key in metrics)
+    lines.append(f"{'metric'.ljust(width)}  value")
+    lines.append(f"{'-' * width}  ------")
+    for key in sorted(metrics):
+        value = metrics[key]
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{key.ljust(width)}  {text}")
+    return "\n".join(lines)
+
+
+def check_positive(name, value):
+    if value is not None and value < 1:
+        raise CommandError(f"{name} must be at least 1, got {value}")
+
+
+# ---------------------------------------------------------------------------------------------------- entry point
+
+
+def main(argv=None, stdin=None, stdout=None):
+    """Run the command line; returns the exit status (0, or 2 for a user error)."""
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_positive("--batch_size", args.batch_size)
+        check_model_argument(args.model)
+        if args.command == "predict":
+            run_predict(args, stdin, stdout)
+        elif args.command == "embed":
+            run_embed(args, stdin, stdout)
+        else:
+            run_evaluate(args, stdout)
+    except CommandError as error:
+        print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `... | head`: the reader left
+        sys.stderr.close()
+        return 0
+    return 0
+
+
+__all__ = ["build_parser", "main"]

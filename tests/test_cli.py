@@ -1,0 +1,141 @@
+"""`python -m modeling_mtl {predict,embed,evaluate}` on a tiny model folder."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import DEMO_DATA, REPO
+from modeling_mtl.cli import main
+
+DEMO_SENTENCE_LABELS = ["other", "politics", "sports", "technology", "travel"]
+DEMO_TOKEN_LABELS = ["O"] + [f"{p}-{t}" for t in ("DATE", "LOC", "ORG", "PERSON") for p in "BI"]
+TEXTS = ["Angela Merkel flew to Paris on Monday", "Buy a new laptop in Zürich!"]
+
+
+@pytest.fixture
+def model_folder(make_tiny_model, tmp_path):
+    model = make_tiny_model(sentence_labels=DEMO_SENTENCE_LABELS, token_labels=DEMO_TOKEN_LABELS)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    return model, folder
+
+
+def run_module(arguments, stdin=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "modeling_mtl", *arguments], input=stdin, cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=300,
+    )
+
+
+def close(got, expected, tol=1e-5):
+    if isinstance(expected, float):
+        return abs(got - expected) <= tol
+    if isinstance(expected, dict):
+        return set(got) == set(expected) and all(close(got[k], expected[k], tol) for k in expected)
+    if isinstance(expected, list):
+        return len(got) == len(expected) and all(close(a, b, tol) for a, b in zip(got, expected))
+    return got == expected
+
+
+def test_predict_reads_standard_input_and_prints_json_lines(model_folder):
+    model, folder = model_folder
+    result = run_module(["predict", "--model", str(folder), "--batch_size", "1"], stdin=f"{TEXTS[0]}\n\n   \n{TEXTS[1]}\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line.pop("text") for line in lines] == TEXTS  # blank lines skipped, order kept
+    assert close(lines, json.loads(json.dumps(model.predict(TEXTS))))
+
+
+def test_predict_and_embed_in_process(model_folder):
+    model, folder = model_folder
+    out = io.StringIO()
+    assert main(["predict", "--model", str(folder), "--aggregation_strategy", "none", "--return_embedding", *TEXTS],
+                stdout=out) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    expected = model.predict(TEXTS, aggregation_strategy="none", return_embeddings=True)
+    assert close([{k: v for k, v in line.items() if k != "text"} for line in lines], json.loads(json.dumps(expected)))
+
+    out = io.StringIO()
+    assert main(["embed", "--model", str(folder)], stdin=io.StringIO("\n".join(TEXTS) + "\n"), stdout=out) == 0
+    vectors = np.array([json.loads(line) for line in out.getvalue().splitlines()])
+    assert vectors.shape == (2, 32) and np.allclose(vectors, model.encode(TEXTS), atol=1e-6)
+    out = io.StringIO()
+    assert main(["embed", "--model", str(folder), "--no-normalize", TEXTS[0]], stdout=out) == 0
+    assert np.allclose(json.loads(out.getvalue()), model.encode(TEXTS[0], normalize_embeddings=False), atol=1e-6)
+
+
+def test_evaluate_prints_the_metric_table(model_folder):
+    _, folder = model_folder
+    result = run_module(["evaluate", "--model", str(folder), "--data_dir", str(DEMO_DATA), "--max_samples", "20"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"on the test split of {DEMO_DATA} (20 examples)" in result.stdout
+    for name in ("sentence_accuracy", "sentence_f1_macro", "token_f1", "token_LOC_f1", "exact_match", "token_loss"):
+        assert any(line.split()[:1] == [name] for line in result.stdout.splitlines()), name
+
+
+def test_evaluate_gives_the_numbers_training_reports(model_folder, tmp_path):
+    """The same split scored by Trainer as train_mtl.py scores it, and by the CLI: the same metrics."""
+    from transformers import TrainingArguments
+
+    from modeling_mtl.data import DataSource, MultiTaskCollator, encode_dataset_dict, load_sources
+    from modeling_mtl.metrics import build_compute_metrics
+    from modeling_mtl.trainer import MultiTaskTrainer
+
+    model, folder = model_folder
+    out = io.StringIO()
+    report_path = tmp_path / "metrics.json"
+    assert main(["evaluate", "--model", str(folder), "--config", str(REPO / "configuration" / "demo.yaml"),
+                 "--data_dir", str(DEMO_DATA), "--split", "validation", "--json", "--output", str(report_path)],
+                stdout=out) == 0
+    report = json.loads(out.getvalue())
+    assert report == json.loads(report_path.read_text()) and report["split"] == "validation"
+
+    raw = load_sources([DataSource(data_dir=str(DEMO_DATA))])
+    encoded, _ = encode_dataset_dict(raw, model.tokenizer, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS, max_length=64)
+    trainer = MultiTaskTrainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(tmp_path / "t"), report_to="none", use_cpu=True,
+                               label_names=["sentence_labels", "token_labels"], per_device_eval_batch_size=32),
+        data_collator=MultiTaskCollator(model.tokenizer),
+        compute_metrics=build_compute_metrics(encoded["validation"], DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS, True),
+    )
+    reference = trainer.predict(encoded["validation"], metric_key_prefix="eval").metrics
+    metrics = report["metrics"]
+    assert metrics["samples"] == len(encoded["validation"]) == 75
+    for key, value in metrics.items():
+        if f"eval_{key}" in reference:
+            assert value == pytest.approx(reference[f"eval_{key}"], abs=1e-4 if key.endswith("loss") else 1e-9), key
+    assert {"sentence_accuracy", "token_f1", "token_PERSON_f1", "exact_match", "sentence_loss"} <= set(metrics)
+
+
+@pytest.mark.parametrize(
+    "arguments, stdin, message",
+    [
+        (["predict", "--model", "/no/such/folder", "x"], None, "model folder /no/such/folder not found"),
+        (["predict", "--model", "{data}", "x"], None, "is not a model folder: it has no config.json"),
+        (["predict", "--model", "{model}"], "", "no text given"),
+        (["predict", "--model", "{model}", "--batch_size", "0", "x"], None, "--batch_size must be at least 1"),
+        (["evaluate", "--model", "{model}"], None, "no data given"),
+        (["evaluate", "--model", "{model}", "--data_dir", "/no/such/data"], None, "data folder /no/such/data not found"),
+        (["evaluate", "--model", "{model}", "--data_dir", "{data}", "--split", "train", "--config", "/no.yaml"], None,
+         "run file /no.yaml not found"),
+    ],
+)
+def test_clear_errors(model_folder, capsys, arguments, stdin, message):
+    _, folder = model_folder
+    arguments = [a.replace("{model}", str(folder)).replace("{data}", str(DEMO_DATA)) for a in arguments]
+    assert main(arguments, stdin=io.StringIO(stdin) if stdin is not None else None, stdout=io.StringIO()) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1, error
+
+
+def test_another_model_type_is_refused(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    assert main(["embed", "--model", str(tmp_path), "x"]) == 2
+    assert "holds a 'bert' model, not a multi-task model" in capsys.readouterr().err
