@@ -29,6 +29,18 @@ JOINTBERT = {  # monologg/JointBERT README, ATIS
 }
 
 
+def write_record(args, overrides, runs):
+    summary = {
+        name: {"mean": round(statistics.mean(r[name] for r in runs), 2),
+               "std": round(statistics.stdev(r[name] for r in runs), 2) if len(runs) > 1 else 0.0}
+        for name in METRICS
+    }
+    record = {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]), "config": args.config,
+              "overrides": overrides, "seeds_planned": args.seeds, "runs": runs, "summary": summary}
+    Path(args.result).write_text(json.dumps(record, indent=2) + "\n")
+    return summary
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "configuration" / "atis.yaml"))
@@ -46,16 +58,7 @@ def main():
         results = json.loads((output_dir / "all_results.json").read_text())
         runs.append({"seed": seed, "minutes": round(minutes, 1), **{k: 100 * results[v] for k, v in METRICS.items()}})
         print(json.dumps(runs[-1]))
-
-    summary = {
-        name: {"mean": round(statistics.mean(r[name] for r in runs), 2),
-               "std": round(statistics.stdev(r[name] for r in runs), 2) if len(runs) > 1 else 0.0}
-        for name in METRICS
-    }
-    record = {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]), "config": args.config,
-              "overrides": overrides, "runs": runs, "summary": summary}
-    Path(args.result).write_text(json.dumps(record, indent=2) + "\n")
-
+        summary = write_record(args, overrides, runs)  # after every seed: an interrupted run keeps what it measured
     print("\n| model | intent accuracy | slot F1 | exact match |\n|---|---|---|---|")
     cells = [f"{summary[name]['mean']:.2f} ± {summary[name]['std']:.2f}" for name in METRICS]
     print(f"| modeling_mtl, all-MiniLM-L6-v2, {len(runs)} seeds, checkpoint chosen on dev | " + " | ".join(cells) + " |")

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import AutoModel, BertModel
 
 from conftest import SENTENCE_LABELS, SHARED_DATA, TOKEN_LABELS, needs_shared_data

@@ -146,15 +146,10 @@ def test_mix_of_strings_and_word_lists(tiny_model):
         tiny_model.encode(["fly to paris", ["new", "york"]])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs fix: modeling_mtl.py _check_texts must refuse a str that is not valid Unicode (lone "
-           "surrogate), naming its index",
-)
 @pytest.mark.parametrize("method", ["encode", "predict"])
 def test_lone_surrogate_names_its_index(tiny_model, method):
-    """A str holding a lone surrogate (e.g. bytes decoded with errors="surrogateescape") cannot be tokenised; today
-    the tokenizer raises a TypeError that names neither the input nor the reason."""
+    """A str holding a lone surrogate (e.g. bytes decoded with errors="surrogateescape") cannot be tokenised; without
+    the check, the tokenizer raises a TypeError that names neither the input nor the reason."""
     with pytest.raises(ValueError, match=r"input 1 .*(surrogate|Unicode|UTF-8)"):
         getattr(tiny_model, method)(["fine", "caf\udce9 au lait"])
 
@@ -200,16 +195,11 @@ MARKED_WORDS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs fix: modeling_mtl.py _WORD_PATTERN must keep combining marks (Unicode category M*) in their "
-           "word",
-)
 @pytest.mark.parametrize("name", sorted(MARKED_WORDS))
 def test_combining_marks_stay_in_their_word(name):
     """Words with combining marks (Hindi vowel signs, Arabic/Hebrew vowel points, Thai tone marks, NFD accents, an
-    emoji's variation selector) are one word each; today `\\w` does not match a mark, so such words are cut into
-    pieces and an entity can end in the middle of a letter."""
+    emoji's variation selector) are one word each; `\\w` alone does not match a mark, so such words would be cut into
+    pieces and an entity could end in the middle of a letter."""
     text, expected = MARKED_WORDS[name]
     assert [word for word, _, _ in split_words(text)] == expected
 
@@ -239,11 +229,6 @@ def test_predict_tags_the_words_that_fit_and_warns(tiny_model, caplog):
     assert_entities_inside(LONG_TEXT, result["entities"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs fix: modeling_mtl.py predict must name the truncated inputs (call "
-           "self._warn_truncated(encoding, indices) per batch, as encode does)",
-)
 def test_predict_warning_names_the_truncated_input(tiny_model, caplog):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         tiny_model.predict(["short", LONG_TEXT, "short too"])
@@ -319,16 +304,10 @@ def test_pipelines_on_an_empty_batch(text_pipe, token_pipe):
         text_pipe([])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs fix: modeling_mtl.py save_pretrained must save the tokenizer with "
-           "model_max_length=config.max_seq_length, and MultiTaskModel.forward must refuse inputs longer than "
-           "the encoder's positions with a clear ValueError",
-)
 def test_text_pipeline_on_a_long_text(text_pipe, tiny_model):
-    """Today the text-classification pipeline does not truncate and the encoder fails deep in torch ("The size of
-    tensor a (502) must match the size of tensor b (128)"). Wanted: a clear error that says to pass
-    truncation=True, and with truncation=True the same label and score as predict (cut at max_seq_length)."""
+    """The text-classification pipeline does not truncate by default; without the check, the encoder fails deep in
+    torch ("The size of tensor a (502) must match the size of tensor b (128)"). Wanted: a clear error that says to
+    pass truncation=True, and with truncation=True the same label and score as predict (cut at max_seq_length)."""
     with pytest.raises(ValueError, match="truncation=True"):
         text_pipe(LONG_TEXT)
     [label] = text_pipe(LONG_TEXT, truncation=True)
@@ -337,14 +316,9 @@ def test_text_pipeline_on_a_long_text(text_pipe, tiny_model):
     assert label["score"] == pytest.approx(expected["score"], abs=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs fix: modeling_mtl.py save_pretrained must save the tokenizer with "
-           "model_max_length=config.max_seq_length (the token pipeline truncates there)",
-)
 def test_token_pipeline_on_a_long_text(token_pipe):
-    """Today the token-classification pipeline truncates at the tokenizer's model_max_length (512), beyond the tiny
-    encoder's 128 positions, and fails deep in torch. Wanted: entities for the words within max_seq_length."""
+    """The token-classification pipeline truncates at the tokenizer's model_max_length: left at 512, beyond the tiny
+    encoder's 128 positions, it fails deep in torch. Wanted: entities for the words within max_seq_length."""
     tokens = token_pipe(LONG_TEXT)
     assert 0 < len(tokens) <= 62
     assert all(0 <= token["start"] < token["end"] <= len(LONG_TEXT) for token in tokens)

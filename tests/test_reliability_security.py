@@ -46,14 +46,10 @@ def pickle_folder(model, folder):
     return folder
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs fix: modeling_mtl.py MultiTaskModel.from_pretrained must pass use_safetensors=True "
-           "(kwargs.setdefault)",
-)
 @pytest.mark.parametrize("remote_code", [False, True], ids=["MultiTaskModel", "AutoModel_remote_code"])
 def test_a_pickle_only_folder_is_refused(tiny_model, tmp_path, no_unpickling, remote_code):
-    """Today transformers falls back to `torch.load(pytorch_model.bin, weights_only=True)` and the model loads."""
+    """Without use_safetensors=True, transformers falls back to `torch.load(pytorch_model.bin, weights_only=True)` and
+    the model loads."""
     folder = pickle_folder(tiny_model, tmp_path / "model")
     with pytest.raises(OSError, match=r"model\.safetensors"):
         if remote_code:
