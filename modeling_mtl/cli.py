@@ -57,6 +57,9 @@ def build_parser():
         command.add_argument("--model", required=True, help="model folder (or Hub repo id)")
         command.add_argument("--batch_size", type=int, default=32, help="texts per forward pass (default 32)")
         command.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+        command.add_argument("--bf16", action="store_true",
+                             help="run the model under bf16 autocast (faster on CPUs with bf16 support and on GPUs; "
+                             "outputs change slightly, see README)")
 
     predict = commands.add_parser(
         "predict", help="sentence label and entities, one JSON line per text",
@@ -174,6 +177,17 @@ def load_model(name, device=None):
     return model.eval()
 
 
+def precision(model, bf16):
+    """bf16 autocast on the model's device for `--bf16`, else nothing (fp32)."""
+    import contextlib
+
+    import torch
+
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(model.device.type, dtype=torch.bfloat16)
+
+
 def run_predict(args, stdin, stdout):
     texts = read_texts(args.texts, stdin)
     first = next(texts, None)  # fail on an empty input before loading the model
@@ -182,10 +196,11 @@ def run_predict(args, stdin, stdout):
     model = load_model(args.model, args.device)
     count = 0
     for chunk in _chunks(_prepend(first, texts), max(args.batch_size, 256)):
-        results = model.predict(
-            chunk, batch_size=args.batch_size, return_embeddings=args.return_embedding,
-            aggregation_strategy=args.aggregation_strategy,
-        )
+        with precision(model, args.bf16):
+            results = model.predict(
+                chunk, batch_size=args.batch_size, return_embeddings=args.return_embedding,
+                aggregation_strategy=args.aggregation_strategy,
+            )
         for text, result in zip(chunk, results):
             stdout.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
         stdout.flush()
@@ -201,7 +216,8 @@ def run_embed(args, stdin, stdout):
     model = load_model(args.model, args.device)
     count = 0
     for chunk in _chunks(_prepend(first, texts), max(args.batch_size, 256)):
-        vectors = model.encode(chunk, batch_size=args.batch_size, normalize_embeddings=args.normalize)
+        with precision(model, args.bf16):
+            vectors = model.encode(chunk, batch_size=args.batch_size, normalize_embeddings=args.normalize)
         for vector in vectors.tolist():
             stdout.write(json.dumps(vector) + "\n")
         stdout.flush()
@@ -317,7 +333,8 @@ def run_evaluate(args, stdout):
         DatasetDict({split: dataset}), model.tokenizer, config.sentence_labels, config.token_labels,
         max_length=config.max_seq_length, label_all_tokens=data_args.label_all_tokens,
     )
-    predictions, losses = score(model, encoded[split], args.batch_size)
+    with precision(model, args.bf16):
+        predictions, losses = score(model, encoded[split], args.batch_size)
     compute = build_compute_metrics(encoded[split], config.sentence_labels, config.token_labels, args.per_entity)
     metrics = dict(compute(EvalPrediction(predictions=predictions, label_ids=None)))
     metrics.update(losses)

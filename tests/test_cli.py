@@ -70,6 +70,28 @@ def test_predict_and_embed_in_process(model_folder):
     assert np.allclose(json.loads(out.getvalue()), model.encode(TEXTS[0], normalize_embeddings=False), atol=1e-6)
 
 
+def test_bf16_runs_under_autocast_and_stays_close(model_folder, monkeypatch):
+    """`--bf16` runs the model under bf16 autocast (the encoder's matmuls then give bf16 states) and prints float32
+    JSON close to the fp32 output (bf16 keeps 8 bits of mantissa)."""
+    import torch
+
+    model, folder = model_folder
+    dtypes = []
+    original = torch.nn.Linear.forward
+    monkeypatch.setattr(torch.nn.Linear, "forward", lambda self, x: dtypes.append(out := original(self, x)) or out)
+    out = io.StringIO()
+    assert main(["embed", "--model", str(folder), "--bf16", *TEXTS], stdout=out) == 0
+    assert dtypes and all(tensor.dtype == torch.bfloat16 for tensor in dtypes)
+    vectors = np.array([json.loads(line) for line in out.getvalue().splitlines()])
+    assert vectors.dtype == np.float64 and np.allclose(vectors, model.encode(TEXTS), atol=0.05)
+    dtypes.clear()
+    out = io.StringIO()
+    assert main(["predict", "--model", str(folder), "--bf16", *TEXTS], stdout=out) == 0
+    assert dtypes and all(tensor.dtype == torch.bfloat16 for tensor in dtypes)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["text"] for line in lines] == TEXTS and all(0 <= line["score"] <= 1 for line in lines)
+
+
 def test_evaluate_prints_the_metric_table(model_folder):
     _, folder = model_folder
     result = run_module(["evaluate", "--model", str(folder), "--data_dir", str(DEMO_DATA), "--max_samples", "20"])
