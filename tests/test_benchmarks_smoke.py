@@ -1,0 +1,90 @@
+"""benchmarks/speed.py: its counting and comparison helpers, and one tiny end-to-end run (sections a, b, e)."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from conftest import REPO, needs_shared_data
+
+
+@pytest.fixture(scope="module")
+def speed():
+    spec = importlib.util.spec_from_file_location("speed_benchmark", REPO / "benchmarks" / "speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pipeline_word_spans_follow_the_token_pipeline_rule(speed, tokenizer):
+    text = "fly to st. louis i'd unbelievably"
+    spans = speed.pipeline_word_spans(tokenizer, text)
+    words = [text[start:end] for start, end in spans]
+    # Punctuation is a word of its own for the pipeline ("i'd" is three words); "##" pieces join their word.
+    assert words == ["fly", "to", "st", ".", "louis", "i", "'", "d", "unbelievably"]
+
+
+def test_compare_predictions_counts_agreement_and_segmentation(speed, tokenizer):
+    texts = ["fly to boston", "i'd like boston"]
+    boston = {"entity_group": "city", "score": 0.9, "word": "boston", "start": 7, "end": 13}
+    ours = [
+        {"label": "flight", "score": 0.8, "entities": [boston]},
+        {"label": "flight", "score": 0.7, "entities": []},
+    ]
+    text_outputs = [[{"label": "flight", "score": 0.8}], [{"label": "airfare", "score": 0.6}]]
+    token_outputs = [[dict(boston, score=0.9 + 1e-7)], [{"entity_group": "city", "score": 0.5, "start": 9, "end": 15}]]
+    result = speed.compare_predictions(texts, ours, text_outputs, token_outputs, tokenizer)
+    assert (result["same_label"], result["same_entities"], result["identical"]) == (1, 1, False)
+    assert result["texts_with_same_word_segmentation"] == 1  # "i'd" is one word for split_words, three for the pipeline
+    assert result["same_entities_among_same_segmentation"] == 1
+    assert result["max_abs_entity_score_diff"] == pytest.approx(1e-7, abs=1e-9)
+    assert len(result["disagreement_examples"]) == 1
+
+
+def test_encoder_flops_count_linear_weights_and_attention(speed):
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50)
+    encoder = BertModel(config, add_pooling_layer=False)
+    weights = 2 * (4 * 32 * 32 + 2 * 32 * 64)  # per layer: Q, K, V, O and the two feed-forward matrices
+    assert speed.linear_weights(encoder) == weights
+    batch = {"input_ids": torch.zeros(3, 5, dtype=torch.long), "attention_mask": torch.tensor([[1] * 5, [1] * 3 + [0] * 2, [1] * 5])}
+    computed, useful = speed.encoder_flops(encoder, [batch])
+    assert computed == 2 * weights * 15 + 4 * 2 * 3 * 25 * 32
+    assert useful == 2 * weights * 13 + 4 * 2 * (25 + 9 + 25) * 32
+
+
+def test_paired_ratio_is_the_median_of_back_to_back_ratios(speed):
+    ratio = speed.paired_ratio([3.0, 4.0, 9.0], [1.0, 2.0, 3.0])
+    assert ratio["median"] == 3.0 and ratio["min"] == 2.0 and ratio["max"] == 3.0
+
+
+@needs_shared_data
+def test_a_tiny_run_writes_the_json_and_the_table(speed, minilm_path, tmp_path):
+    output = tmp_path / "speed.json"
+    report = speed.main(
+        [
+            "--sections", "a,b,e",
+            "--model", str(tmp_path / "no-such-folder"),  # an untrained ATIS-shaped model: quicker, same code paths
+            "--sentences", "8",
+            "--encode-sentences", "8",
+            "--batch-sizes", "4",
+            "--headline-batch-size", "4",
+            "--max-batches", "2",
+            "--repeats", "1",
+            "--matmul-size", "256",
+            "--matmul-runs", "1",
+            "--quiet",
+            "--output", str(output),
+        ]
+    )
+    saved = json.loads(output.read_text())
+    assert saved["command"].startswith("python benchmarks/speed.py --sections a,b,e")
+    assert saved["machine"]["torch_threads"] == torch.get_num_threads() and saved["machine"]["cpu_model"]
+    a, b = (saved["results"][key]["4"] for key in "ab")
+    e = saved["results"]["e"]["batches"]["4"]
+    assert a["agreement"]["same_label"] == a["agreement"]["texts"] == 8
+    assert b["max_abs_embedding_diff"] <= 1e-5
+    assert e["computed_gflop"] >= e["useful_gflop"] > 0
+    assert set(saved["goals"]) == {"a", "b", "e"}
+    assert "| 4 |" in report["markdown"]
