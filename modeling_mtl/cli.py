@@ -188,7 +188,9 @@ def precision(model, bf16):
     return torch.autocast(model.device.type, dtype=torch.bfloat16)
 
 
-def run_predict(args, stdin, stdout):
+def stream(args, stdin, stdout, lines_of):
+    """Read the texts (arguments or stdin), load the model once there is a text, and print `lines_of(model, chunk)`
+    for chunks of at least 256 texts (streaming, in input order); returns how many texts were read."""
     texts = read_texts(args.texts, stdin)
     first = next(texts, None)  # fail on an empty input before loading the model
     if first is None:
@@ -197,32 +199,30 @@ def run_predict(args, stdin, stdout):
     count = 0
     for chunk in _chunks(_prepend(first, texts), max(args.batch_size, 256)):
         with precision(model, args.bf16):
-            results = model.predict(
-                chunk, batch_size=args.batch_size, return_embeddings=args.return_embedding,
-                aggregation_strategy=args.aggregation_strategy,
-            )
-        for text, result in zip(chunk, results):
-            stdout.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
+            lines = lines_of(model, chunk)
+        stdout.writelines(line + "\n" for line in lines)
         stdout.flush()
         count += len(chunk)
     return count
+
+
+def run_predict(args, stdin, stdout):
+    def lines_of(model, chunk):
+        results = model.predict(
+            chunk, batch_size=args.batch_size, return_embeddings=args.return_embedding,
+            aggregation_strategy=args.aggregation_strategy,
+        )
+        return [json.dumps({"text": text, **result}, ensure_ascii=False) for text, result in zip(chunk, results)]
+
+    return stream(args, stdin, stdout, lines_of)
 
 
 def run_embed(args, stdin, stdout):
-    texts = read_texts(args.texts, stdin)
-    first = next(texts, None)
-    if first is None:
-        raise CommandError("no text given: standard input held no line")
-    model = load_model(args.model, args.device)
-    count = 0
-    for chunk in _chunks(_prepend(first, texts), max(args.batch_size, 256)):
-        with precision(model, args.bf16):
-            vectors = model.encode(chunk, batch_size=args.batch_size, normalize_embeddings=args.normalize)
-        for vector in vectors.tolist():
-            stdout.write(json.dumps(vector) + "\n")
-        stdout.flush()
-        count += len(chunk)
-    return count
+    def lines_of(model, chunk):
+        vectors = model.encode(chunk, batch_size=args.batch_size, normalize_embeddings=args.normalize)
+        return [json.dumps(vector) for vector in vectors.tolist()]
+
+    return stream(args, stdin, stdout, lines_of)
 
 
 def _prepend(first, rest):
