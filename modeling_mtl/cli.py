@@ -60,6 +60,8 @@ def build_parser():
         command.add_argument("--bf16", action="store_true",
                              help="run the model under bf16 autocast (faster on CPUs with bf16 support and on GPUs; "
                              "outputs change slightly, see README)")
+        command.add_argument("--compile", action="store_true",
+                             help="torch.compile the encoder first (pays only on long inputs: compiling takes a while)")
 
     predict = commands.add_parser(
         "predict", help="sentence label and entities, one JSON line per text",
@@ -151,7 +153,7 @@ def _chunks(items, size):
 # ---------------------------------------------------------------------------------------------------- commands
 
 
-def load_model(name, device=None):
+def load_model(name, device=None, compile_encoder=False):
     from transformers.utils import logging as transformers_logging
 
     from . import MultiTaskModel
@@ -174,6 +176,8 @@ def load_model(name, device=None):
         model.to(device)
     except (RuntimeError, ValueError) as error:
         raise CommandError(f"device {device!r} cannot be used: {error}") from None
+    if compile_encoder:
+        model.encoder.compile(dynamic=True)  # in place; batches differ in length, hence dynamic shapes
     return model.eval()
 
 
@@ -195,7 +199,7 @@ def stream(args, stdin, stdout, lines_of):
     first = next(texts, None)  # fail on an empty input before loading the model
     if first is None:
         raise CommandError("no text given: standard input held no line")
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, args.compile)
     count = 0
     for chunk in _chunks(_prepend(first, texts), max(args.batch_size, 256)):
         with precision(model, args.bf16):
@@ -315,7 +319,7 @@ def score(model, encoded, batch_size):
 def run_evaluate(args, stdout):
     check_positive("--max_samples", args.max_samples)
     data_args, sources = data_arguments(args)
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, args.compile)
     split, dataset = load_split(sources, args.split)
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))

@@ -92,6 +92,14 @@ def test_bf16_runs_under_autocast_and_stays_close(model_folder, monkeypatch):
     assert [line["text"] for line in lines] == TEXTS and all(0 <= line["score"] <= 1 for line in lines)
 
 
+def test_compile_gives_the_same_embeddings(model_folder):
+    model, folder = model_folder
+    out = io.StringIO()
+    assert main(["embed", "--model", str(folder), "--compile", *TEXTS], stdout=out) == 0
+    vectors = np.array([json.loads(line) for line in out.getvalue().splitlines()])
+    assert np.allclose(vectors, model.encode(TEXTS), atol=1e-5)
+
+
 def test_evaluate_prints_the_metric_table(model_folder):
     _, folder = model_folder
     result = run_module(["evaluate", "--model", str(folder), "--data_dir", str(DEMO_DATA), "--max_samples", "20"])
