@@ -165,13 +165,13 @@ def main(argv=None):
         metrics[f"{prefix}_truncated_examples"] = stats[split]["truncated_examples"]
         trainer.log_metrics(prefix, metrics)
         trainer.save_metrics(prefix, metrics)
-        if trainer.is_world_process_zero():
-            records = predictions_to_records(encoded[split], output.predictions, sentence_labels, token_labels)
-            predictions[split] = records
-        if split == "test" and trainer.is_world_process_zero():
+        if not trainer.is_world_process_zero():
+            continue
+        predictions[split] = predictions_to_records(encoded[split], output.predictions, sentence_labels, token_labels)
+        if split == "test":
             path = os.path.join(training_args.output_dir, "test_predictions.jsonl")
             with open(path, "w", encoding="utf-8") as handle:
-                for record in records:
+                for record in predictions[split]:
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             logger.info(f"test predictions written to {path}")
 

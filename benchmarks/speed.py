@@ -677,7 +677,7 @@ def encode_batches(model, sentences, batch_size):
     batches = []
     for start in range(0, len(order), batch_size):
         encoding = model._tokenize([sentences[index].strip() for index in order[start : start + batch_size]])
-        batches.append(model._encoder_inputs(encoding))
+        batches.append(model.encoder_inputs(encoding))
     return batches
 
 

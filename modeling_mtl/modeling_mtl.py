@@ -617,9 +617,6 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             encoding["attention_mask"][~encoding["attention_mask"].any(1), column] = 1
         return encoding.to(self.device)
 
-    def _encoder_inputs(self, encoding):
-        return {key: encoding[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoding}
-
     # ------------------------------------------------------------------ inference
 
     @torch.inference_mode()
@@ -651,7 +648,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             batch = [texts[index].strip() for index in order[start : start + batch_size]]
             encoding = self._tokenize(batch)
             self._warn_truncated(encoding, [index for index in order[start : start + batch_size]])
-            states = self._run_encoder(**self._encoder_inputs(encoding)).last_hidden_state
+            states = self._run_encoder(**self.encoder_inputs(encoding)).last_hidden_state
             pooled = self.pooling(states, encoding["attention_mask"])
             chunks.append(F.normalize(pooled, p=2, dim=1) if normalize else pooled)
         self.train(was_training)
@@ -692,7 +689,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             indices = order[start : start + batch_size]
             encoding = self.tokenize_words([prepared[index][1] for index in indices])
             self._warn_truncated(encoding, indices)
-            scores = self.score_batch(self._encoder_inputs(encoding))
+            scores = self.score_batch(self.encoder_inputs(encoding))
             for row, index in enumerate(indices):
                 text, words, offsets = prepared[index]
                 results[index], untagged = self.decode_prediction(
@@ -751,7 +748,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     def encoder_inputs(self, encoding):
         """The tensors of a tokenizer encoding that the model takes (`input_ids`, `attention_mask`,
         `token_type_ids` when present)."""
-        return self._encoder_inputs(encoding)
+        return {key: encoding[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoding}
 
     @torch.inference_mode()
     def score_batch(self, inputs):
