@@ -702,6 +702,9 @@ def _policy_summary(model, args):
             f"Task losses weighted statically: sentence × {_format(model.config.sentence_loss_weight)}, token × "
             f"{_format(model.config.token_loss_weight)}."
         )
+    smoothing = getattr(args, "label_smoothing_factor", 0.0) or 0.0
+    if smoothing > 0:
+        lines.append(f"Both tasks' cross-entropy label-smoothed with ε = {_format(smoothing)} (the logged losses are not).")
     sampling = getattr(args, "task_sampling", None)
     if sampling and sampling != "none":
         temperature = getattr(args, "task_sampling_temperature", None)

@@ -11,6 +11,9 @@
   encoder, layer-wise decay) as optimizer parameter groups, uncertainty loss weighting (log-variances trained,
   logged, checkpointed and restored with the trainer, never saved in the model) and temperature task sampling.
   A frozen head's loss is computed and logged but left out of the optimised loss.
+- `label_smoothing_factor` (a standard `TrainingArguments` field, which `Trainer` applies only to a `labels` input)
+  smooths both tasks' optimised cross-entropy; the logged task losses and the evaluation loss stay unsmoothed, so they
+  remain comparable between runs.
 """
 
 import json
@@ -20,6 +23,7 @@ import os
 
 import datasets
 import torch
+import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_optimizer import is_optimizer_factory
 
@@ -58,9 +62,12 @@ class MultiTaskTrainer(Trainer):
             self.loss_weighting = UncertaintyWeighting(self.transfer.trained_tasks).to(self.args.device)
             # Trainer clears the model's gradients after each optimizer step; these live outside the model.
             self.add_callback(_ClearGradients(self.loss_weighting))
-        # The trainer combines the task losses itself when a frozen head's loss must be left out or the weights are
-        # learned; otherwise the model's own (statically weighted) loss is used as it is.
-        self._combine_losses = bool(self.transfer.frozen_tasks) or self.loss_weighting is not None
+        # The trainer combines the task losses itself when a frozen head's loss must be left out, the weights are
+        # learned or the labels smoothed; otherwise the model's own (statically weighted) loss is used as it is.
+        self.label_smoothing = float(self.args.label_smoothing_factor or 0.0)
+        self._combine_losses = (
+            bool(self.transfer.frozen_tasks) or self.loss_weighting is not None or self.label_smoothing > 0
+        )
         if self.transfer.groups:
             if self.args.world_size > 1 and self.args.ddp_find_unused_parameters is False:
                 raise ValueError(
@@ -207,8 +214,9 @@ class MultiTaskTrainer(Trainer):
 
     def _combined_loss(self, inputs, outputs, num_items_in_batch):
         """The optimised loss of the trained tasks: each task's summed loss over the accumulated (and gathered)
-        batch's labelled items, as the model computes it, times its static weight, and with uncertainty weighting
-        `exp(-s) * that + s / 2 * (this micro-batch's share of the task's items)`."""
+        batch's labelled items, as the model computes it (label-smoothed when `label_smoothing_factor` > 0), times its
+        static weight, and with uncertainty weighting `exp(-s) * that + s / 2 * (this micro-batch's share of the
+        task's items)`."""
         config = self.model.config
         static_weights = {"sentence": config.sentence_loss_weight, "token": config.token_loss_weight}
         terms = []
@@ -218,6 +226,15 @@ class MultiTaskTrainer(Trainer):
                 terms.append(logits.sum() * 0.0)  # keeps the head in the graph, as DDP expects
                 continue
             count = (labels != -100).sum().to(mean.device, mean.dtype)
+            if self.label_smoothing > 0:
+                flat_labels = labels.to(logits.device).reshape(-1)
+                mean = F.cross_entropy(
+                    logits.reshape(flat_labels.shape[0], -1).float(),
+                    flat_labels,
+                    ignore_index=-100,
+                    label_smoothing=self.label_smoothing,
+                    reduction="sum",
+                ) / count.clamp(min=1)
             normaliser = num_items_in_batch.get(task) if isinstance(num_items_in_batch, dict) else None
             if normaliser is None:
                 fraction = (count > 0).to(mean.dtype)

@@ -162,12 +162,14 @@ def test_a_card_without_a_run_and_with_a_hub_encoder(tiny_model, tmp_path):
     folder = tmp_path / "bare"
     tiny_model.save_pretrained(folder)
 
-    args = TrainingArguments(output_dir=str(tmp_path / "unused"), learning_rate=5e-5, report_to="none")
+    args = TrainingArguments(output_dir=str(tmp_path / "unused"), learning_rate=5e-5, label_smoothing_factor=0.1,
+                             report_to="none")
     path = write_model_card(folder, tiny_model, args, model_id="someone/bare")
     text = path.read_text(encoding="utf-8")
     meta = front_matter(text)
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and "model-index" not in meta
     assert 'model_id = "someone/bare"' in text and "This run was not evaluated." in text
+    assert "label-smoothed with ε = 0.1" in text
     assert not re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert hub_base_model("/abs/folder") is None and hub_base_model("./x") is None
     assert find_template().name == "model_card.md"

@@ -1,6 +1,7 @@
 """MultiTaskTrainer: exact gradient accumulation with two tasks, per-task loss logging, small evaluation outputs."""
 
 import numpy as np
+import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
@@ -115,3 +116,42 @@ def test_predictions_are_argmax_ids_and_metrics_use_the_gold_strings(tiny_model,
     assert sentence_ids[:3].tolist() == logits.argmax(-1).tolist()
     assert output.metrics["test_num_sentence_examples"] == 6 and output.metrics["test_num_token_examples"] == 6
     assert 0.0 <= output.metrics["test_exact_match"] <= 1.0
+
+
+def test_label_smoothing_is_applied_to_both_tasks_and_keeps_accumulation_exact(make_tiny_model, tokenizer, tmp_path):
+    train = dataset(tokenizer)
+    batch = MultiTaskCollator(tokenizer)([train[i] for i in range(len(EXAMPLES))])
+    model = deterministic_model(make_tiny_model)
+    model.train()
+    trainer = trainer_for(model, tokenizer, train, tmp_path, label_smoothing_factor=0.2)
+    smoothed = trainer.compute_loss(model, dict(batch))
+    with torch.no_grad():
+        outputs = model(**batch)
+    expected = 0.0
+    for logits, labels, weight in (
+        (outputs.sentence_logits, batch["sentence_labels"], model.config.sentence_loss_weight),
+        (outputs.token_logits, batch["token_labels"], model.config.token_loss_weight),
+    ):
+        flat = labels.reshape(-1)
+        expected += weight * torch.nn.functional.cross_entropy(
+            logits.reshape(flat.shape[0], -1), flat, ignore_index=-100, label_smoothing=0.2
+        )
+    assert float(smoothed.detach()) == pytest.approx(float(expected), rel=1e-5)
+    assert float(smoothed.detach()) != pytest.approx(float(outputs.loss), rel=1e-3)  # the smoothing did change the loss
+    # The logged task losses stay the plain cross-entropy, comparable with unsmoothed runs.
+    assert trainer._task_totals["train"][0] / trainer._task_totals["train"][1] == pytest.approx(
+        float(outputs.sentence_loss), rel=1e-5
+    )
+
+    updated = []
+    for batch_size, accumulation in ((8, 1), (2, 4)):
+        model = deterministic_model(make_tiny_model)
+        trainer_for(
+            model, tokenizer, train, tmp_path, per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=1.0,
+            lr_scheduler_type="constant", warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0,
+            label_smoothing_factor=0.2,
+        ).train()
+        updated.append({name: p.detach().clone() for name, p in model.named_parameters()})
+    for name, value in updated[0].items():
+        assert torch.allclose(value, updated[1][name], atol=1e-5), name
