@@ -1,15 +1,17 @@
-"""Command line of a trained multi-task model: `python -m modeling_mtl {predict,embed,evaluate} ...`.
+"""Command line of a trained multi-task model: `python -m modeling_mtl {predict,embed,evaluate,export-onnx} ...`.
 
     python -m modeling_mtl predict --model outputs/demo "Angela Merkel flew to Paris" "Buy a new laptop"
     cat texts.txt | python -m modeling_mtl predict --model outputs/demo > predictions.jsonl
     python -m modeling_mtl embed --model outputs/demo "A sentence to embed."
     python -m modeling_mtl evaluate --model outputs/demo --data_dir data/demo --split test
     python -m modeling_mtl evaluate --model outputs/atis --config configuration/atis.yaml --json
+    python -m modeling_mtl export-onnx --model outputs/atis --output outputs/atis-onnx    # needs the onnx extra
 
 `predict` and `embed` print one JSON object / array per text (JSON Lines, in input order); with no TEXT they read
 one text per line from standard input (blank lines skipped), streaming. `evaluate` reads any data source that
 train_mtl.py accepts (`--data_dir` with `--data_format`, `--dataset_name`, column options, or the data keys of a run
-file with `--config`) and prints the metric table (`--json`: one JSON object).
+file with `--config`) and prints the metric table (`--json`: one JSON object). `export-onnx` writes `model.onnx`
+and its int8 quantisation `model_int8.onnx` (modeling_mtl/onnx_export.py).
 
 The model is loaded with this package's classes (`MultiTaskModel.from_pretrained`): no code from the model folder
 runs. Errors (a missing folder, a folder that holds another kind of model, an empty input, a missing split) end with
@@ -35,6 +37,7 @@ DATA_KEYS = (
 )
 AGGREGATION_CHOICES = ("first", "average", "max", "none")
 SPLIT_CHOICES = ("train", "validation", "test")
+ONNX_CHOICES = ("fp32", "int8")
 MODEL_TYPE = "multitask-sentence-transformer"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?$")  # what may be a Hub repo id rather than a local path
 
@@ -51,7 +54,7 @@ def build_parser():
         prog="python -m modeling_mtl",
         description="Use a trained multi-task model (a folder written by train_mtl.py, or a Hub repo id).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{predict,embed,evaluate}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{predict,embed,evaluate,export-onnx}")
 
     def add_model_options(command):
         command.add_argument("--model", required=True, help="model folder (or Hub repo id)")
@@ -62,6 +65,9 @@ def build_parser():
                              "outputs change slightly, see README)")
         command.add_argument("--compile", action="store_true",
                              help="torch.compile the encoder first (pays only on long inputs: compiling takes a while)")
+        command.add_argument("--onnx", choices=ONNX_CHOICES, default=None,
+                             help="--model is a folder written by export-onnx: run its float32 or int8 graph with "
+                             "onnxruntime on the CPU")
 
     predict = commands.add_parser(
         "predict", help="sentence label and entities, one JSON line per text",
@@ -103,6 +109,16 @@ def build_parser():
                           help="also report P/R/F1 per entity type (default: yes)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     evaluate.add_argument("--output", help="also write the metrics as JSON to this file")
+
+    export = commands.add_parser(
+        "export-onnx", help="ONNX graphs for serving (float32 and int8)",
+        description="Write model.onnx (checked against the PyTorch model) and, unless --no-quantize, its dynamic "
+        "int8 quantisation model_int8.onnx, with the config and tokenizer, into --output.",
+    )
+    export.add_argument("--model", required=True, help="model folder (or Hub repo id)")
+    export.add_argument("--output", required=True, help="folder to write (created; files of the same name replaced)")
+    export.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True,
+                        help="also write model_int8.onnx (default: yes)")
     return parser
 
 
@@ -153,12 +169,14 @@ def _chunks(items, size):
 # ---------------------------------------------------------------------------------------------------- commands
 
 
-def load_model(name, device=None, compile_encoder=False):
+def load_model(name, device=None, compile_encoder=False, onnx=None):
     from transformers.utils import logging as transformers_logging
 
     from . import MultiTaskModel
 
     transformers_logging.disable_progress_bar()
+    if onnx is not None:
+        return load_onnx_model(name, onnx)
     try:
         model = MultiTaskModel.from_pretrained(name)
     except (OSError, ValueError) as error:
@@ -181,6 +199,26 @@ def load_model(name, device=None, compile_encoder=False):
     return model.eval()
 
 
+def load_onnx_model(name, kind):
+    from .onnx_export import OnnxMultiTaskModel
+
+    if not os.path.isdir(name):
+        raise CommandError(f"--onnx needs a local folder written by export-onnx; {name} is not one")
+    try:
+        return OnnxMultiTaskModel.from_folder(name, quantized=kind == "int8")
+    except (OSError, ImportError) as error:
+        raise CommandError(str(error).splitlines()[0]) from None
+
+
+def check_onnx_options(args):
+    if getattr(args, "onnx", None) is None:
+        return
+    clashing = [flag for flag, on in (("--bf16", args.bf16), ("--compile", args.compile), ("--device", args.device))
+                if on]
+    if clashing:
+        raise CommandError(f"--onnx runs onnxruntime on the CPU: {', '.join(clashing)} do not apply to it")
+
+
 def precision(model, bf16):
     """bf16 autocast on the model's device for `--bf16`, else nothing (fp32)."""
     import contextlib
@@ -199,7 +237,7 @@ def stream(args, stdin, stdout, lines_of):
     first = next(texts, None)  # fail on an empty input before loading the model
     if first is None:
         raise CommandError("no text given: standard input held no line")
-    model = load_model(args.model, args.device, args.compile)
+    model = load_model(args.model, args.device, args.compile, args.onnx)
     count = 0
     for chunk in _chunks(_prepend(first, texts), max(args.batch_size, 256)):
         with precision(model, args.bf16):
@@ -319,7 +357,7 @@ def score(model, encoded, batch_size):
 def run_evaluate(args, stdout):
     check_positive("--max_samples", args.max_samples)
     data_args, sources = data_arguments(args)
-    model = load_model(args.model, args.device, args.compile)
+    model = load_model(args.model, args.device, args.compile, args.onnx)
     split, dataset = load_split(sources, args.split)
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
@@ -351,7 +389,7 @@ def run_evaluate(args, stdout):
     )
     metrics = {key: (value.item() if hasattr(value, "item") else value) for key, value in metrics.items()}
     report = {"model": args.model, "split": split, "data": [s.data_dir or s.dataset_name for s in sources],
-              "metrics": metrics}
+              "metrics": metrics, **({"onnx": args.onnx} if args.onnx else {})}
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, ensure_ascii=False)
@@ -377,6 +415,18 @@ def metric_table(report):
     return "\n".join(lines)
 
 
+def run_export(args, stdout):
+    from .onnx_export import export_onnx
+
+    model = load_model(args.model)
+    try:
+        folder = export_onnx(model, args.output, quantize=args.quantize)
+    except ImportError as error:
+        raise CommandError(str(error)) from None
+    for path in sorted(folder.glob("*.onnx")):
+        print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)", file=stdout)
+
+
 def check_positive(name, value):
     if value is not None and value < 1:
         raise CommandError(f"{name} must be at least 1, got {value}")
@@ -392,9 +442,12 @@ def main(argv=None, stdin=None, stdout=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        check_positive("--batch_size", args.batch_size)
+        check_positive("--batch_size", getattr(args, "batch_size", None))
         check_model_argument(args.model)
-        if args.command == "predict":
+        check_onnx_options(args)
+        if args.command == "export-onnx":
+            run_export(args, stdout)
+        elif args.command == "predict":
             run_predict(args, stdin, stdout)
         elif args.command == "embed":
             run_embed(args, stdin, stdout)

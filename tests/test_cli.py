@@ -1,4 +1,4 @@
-"""`python -m modeling_mtl {predict,embed,evaluate}` on a tiny model folder."""
+"""`python -m modeling_mtl {predict,embed,evaluate,export-onnx}` on a tiny model folder."""
 
 import io
 import json
@@ -152,6 +152,7 @@ def test_evaluate_gives_the_numbers_training_reports(model_folder, tmp_path):
         (["predict", "--model", "{model}"], "", "no text given"),
         (["predict", "--model", "{model}", "--batch_size", "0", "x"], None, "--batch_size must be at least 1"),
         (["evaluate", "--model", "{model}"], None, "no data given"),
+        (["export-onnx", "--model", "/no/such/folder", "--output", "/tmp/x"], None, "model folder /no/such/folder"),
         (["evaluate", "--model", "{model}", "--data_dir", "/no/such/data"], None, "data folder /no/such/data not found"),
         (["evaluate", "--model", "{model}", "--data_dir", "{data}", "--split", "train", "--config", "/no.yaml"], None,
          "run file /no.yaml not found"),
@@ -169,3 +170,36 @@ def test_another_model_type_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     assert main(["embed", "--model", str(tmp_path), "x"]) == 2
     assert "holds a 'bert' model, not a multi-task model" in capsys.readouterr().err
+
+
+def test_export_onnx_writes_a_graph_that_predicts_and_evaluates_like_the_model(model_folder, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="the onnx extra (onnx, onnxscript, onnxruntime) is not installed")
+    from modeling_mtl.onnx_export import OnnxMultiTaskModel
+
+    model, folder = model_folder
+    stdout = io.StringIO()
+    assert main(["export-onnx", "--model", str(folder), "--output", str(tmp_path / "onnx"), "--no-quantize"],
+                stdout=stdout) == 0
+    assert stdout.getvalue().splitlines()[0].startswith(str(tmp_path / "onnx" / "model.onnx"))
+    assert not (tmp_path / "onnx" / "model_int8.onnx").exists()
+    exported = OnnxMultiTaskModel.from_folder(tmp_path / "onnx").predict(TEXTS)
+    assert [r["label"] for r in exported] == [r["label"] for r in model.predict(TEXTS)]
+
+    # The same evaluation, through the PyTorch model and through the float32 graph: the same numbers.
+    data = ["--data_dir", str(DEMO_DATA), "--split", "validation", "--json"]
+    reports = []
+    for source in (["--model", str(folder)], ["--model", str(tmp_path / "onnx"), "--onnx", "fp32"]):
+        stdout = io.StringIO()
+        assert main(["evaluate", *source, *data], stdout=stdout) == 0
+        reports.append(json.loads(stdout.getvalue()))
+    assert reports[1]["onnx"] == "fp32"
+    for key in ("sentence_accuracy", "token_f1", "exact_match", "samples"):
+        assert reports[1]["metrics"][key] == reports[0]["metrics"][key], key
+    stdout = io.StringIO()
+    assert main(["predict", "--model", str(tmp_path / "onnx"), "--onnx", "fp32", *TEXTS], stdout=stdout) == 0
+    assert [json.loads(line)["label"] for line in stdout.getvalue().splitlines()] == [r["label"] for r in exported]
+
+    assert main(["embed", "--model", str(tmp_path / "onnx"), "--onnx", "int8", "x"]) == 2
+    assert "model_int8.onnx does not exist" in capsys.readouterr().err
+    assert main(["embed", "--model", str(tmp_path / "onnx"), "--onnx", "fp32", "--bf16", "x"]) == 2
+    assert "--bf16 do not apply" in capsys.readouterr().err
