@@ -1050,7 +1050,7 @@ def markdown(report):
     if "e" in s:
         lines += [
             "",
-            f"| batch | encoder GFLOP/s (best) | matmul peak GFLOP/s | fraction of peak | whole encode call | padding |",
+            "| batch | encoder GFLOP/s (best) | matmul peak GFLOP/s | fraction of peak | whole encode call | padding |",
             "|---|---|---|---|---|---|",
         ]
         for batch_size, r in s["e"]["batches"].items():
