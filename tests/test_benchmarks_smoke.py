@@ -1,4 +1,5 @@
-"""benchmarks/speed.py: its counting and comparison helpers, and one tiny end-to-end run (sections a, b, e)."""
+"""benchmarks/speed.py: its counting and comparison helpers, and one tiny end-to-end run (sections a, b, e);
+benchmarks/onnx_speed.py: one tiny end-to-end run."""
 
 import importlib.util
 import json
@@ -88,3 +89,35 @@ def test_a_tiny_run_writes_the_json_and_the_table(speed, minilm_path, tmp_path):
     assert e["computed_gflop"] >= e["useful_gflop"] > 0
     assert set(saved["goals"]) == {"a", "b", "e"}
     assert "| 4 |" in report["markdown"]
+
+
+@needs_shared_data
+def test_onnx_speed_tiny_run_scores_and_times_three_runtimes(tokenizer, tmp_path):
+    """benchmarks/onnx_speed.py end to end on a tiny ATIS-shaped model: export, evaluate, agreement, timing, table."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra (onnx, onnxscript, onnxruntime) is not installed")
+    from conftest import tiny_config
+    from modeling_mtl import MultiTaskModel
+
+    spec = importlib.util.spec_from_file_location("onnx_speed_benchmark", REPO / "benchmarks" / "onnx_speed.py")
+    onnx_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(onnx_speed)
+    import speed  # on sys.path now: onnx_speed.py put benchmarks/ there
+
+    sentence_labels, token_labels = speed.atis_label_lists()
+    torch.manual_seed(0)
+    model = MultiTaskModel(tiny_config(tokenizer.vocab_size, sentence_labels=sentence_labels,
+                                       token_labels=token_labels))
+    model.tokenizer = tokenizer
+    model.save_pretrained(tmp_path / "model")
+    output = tmp_path / "onnx.json"
+    report = onnx_speed.main(["--model", str(tmp_path / "model"), "--split", "validation", "--sentences", "12", "--batch-sizes", "4",
+                              "--repeats", "1", "--output", str(output)])
+    saved = json.loads(output.read_text())
+    assert saved["table"] == report["table"] and saved["command"].startswith("python benchmarks/onnx_speed.py")
+    metrics = saved["accuracy"]["metrics"]
+    assert set(metrics) == {"pytorch", "onnx fp32", "onnx int8"}
+    assert metrics["onnx fp32"] == pytest.approx(metrics["pytorch"])  # the float32 graph scores exactly alike
+    assert saved["accuracy"]["same_predict_output_as_pytorch"]["onnx fp32"] == 1.0
+    assert saved["speed"]["4"]["texts"] == 12
+    assert saved["speed"]["4"]["speedup_over_pytorch"]["onnx int8"]["median"] > 0
+    assert len(saved["table"].splitlines()) == 5
