@@ -121,3 +121,18 @@ def test_onnx_speed_tiny_run_scores_and_times_three_runtimes(tokenizer, tmp_path
     assert saved["speed"]["4"]["texts"] == 12
     assert saved["speed"]["4"]["speedup_over_pytorch"]["onnx int8"]["median"] > 0
     assert len(saved["table"].splitlines()) == 5
+
+
+def test_constrained_decoding_obeys_bio_and_otherwise_keeps_the_argmax():
+    spec = importlib.util.spec_from_file_location("constrained_decoding", REPO / "benchmarks" / "constrained_decoding.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    allowed, may_start = module.bio_constraints(labels)
+    assert not may_start[2] and may_start[1] and allowed[1, 2] and allowed[2, 2] and not allowed[0, 2]
+    assert not allowed[3, 2]  # I-LOC never follows B-PER
+    # argmax: O I-LOC (invalid); the best valid path is B-LOC I-LOC here.
+    log_probs = torch.tensor([[0.5, 0.4, 0.0, 0.05, 0.05], [0.1, 0.0, 0.8, 0.05, 0.05]]).clamp(min=1e-6).log()
+    assert module.viterbi(log_probs, allowed, may_start) == [1, 2]
+    valid = torch.tensor([[0.1, 0.8, 0.0, 0.05, 0.05], [0.1, 0.0, 0.8, 0.05, 0.05]]).clamp(min=1e-6).log()
+    assert module.viterbi(valid, allowed, may_start) == valid.argmax(-1).tolist()
