@@ -217,6 +217,10 @@ def check_onnx_options(args):
                 if on]
     if clashing:
         raise CommandError(f"--onnx runs onnxruntime on the CPU: {', '.join(clashing)} do not apply to it")
+    if getattr(args, "normalize", None) is False and os.path.isdir(args.model):
+        with open(os.path.join(args.model, "config.json"), encoding="utf-8") as handle:
+            if json.load(handle).get("normalize_embeddings"):
+                raise CommandError("--no-normalize: this ONNX export returns the model's L2-normalised embeddings only")
 
 
 def precision(model, bf16):

@@ -203,3 +203,6 @@ def test_export_onnx_writes_a_graph_that_predicts_and_evaluates_like_the_model(m
     assert "model_int8.onnx does not exist" in capsys.readouterr().err
     assert main(["embed", "--model", str(tmp_path / "onnx"), "--onnx", "fp32", "--bf16", "x"]) == 2
     assert "--bf16 do not apply" in capsys.readouterr().err
+    if model.config.normalize_embeddings:
+        assert main(["embed", "--model", str(tmp_path / "onnx"), "--onnx", "fp32", "--no-normalize", "x"]) == 2
+        assert "normalised embeddings only" in capsys.readouterr().err
