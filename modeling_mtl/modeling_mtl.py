@@ -235,11 +235,17 @@ class TokenHead(nn.Module):
         return self.classifier(self.dropout(token_states))
 
 
-def _summed_cross_entropy(logits, labels):
+def _summed_cross_entropy(logits, labels, label_smoothing=0.0):
     """Summed cross-entropy over labels != -100 and their count. With no label the sum is a 0 that still
     depends on every head parameter, so distributed gradient reduction sees the same graph on every rank."""
     labels = labels.to(logits.device).reshape(-1)
-    total = F.cross_entropy(logits.reshape(labels.shape[0], -1).float(), labels, ignore_index=-100, reduction="sum")
+    total = F.cross_entropy(
+        logits.reshape(labels.shape[0], -1).float(),
+        labels,
+        ignore_index=-100,
+        reduction="sum",
+        label_smoothing=label_smoothing,
+    )
     return total, (labels != -100).sum()
 
 

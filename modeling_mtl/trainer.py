@@ -23,11 +23,11 @@ import os
 
 import datasets
 import torch
-import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_optimizer import is_optimizer_factory
 
 from .metrics import preprocess_logits_for_metrics
+from .modeling_mtl import _summed_cross_entropy
 from .transfer import TaskSampler, TransferPlan, UncertaintyWeighting, UnfreezingCallback
 
 logger = logging.getLogger(__name__)
@@ -227,14 +227,7 @@ class MultiTaskTrainer(Trainer):
                 continue
             count = (labels != -100).sum().to(mean.device, mean.dtype)
             if self.label_smoothing > 0:
-                flat_labels = labels.to(logits.device).reshape(-1)
-                mean = F.cross_entropy(
-                    logits.reshape(flat_labels.shape[0], -1).float(),
-                    flat_labels,
-                    ignore_index=-100,
-                    label_smoothing=self.label_smoothing,
-                    reduction="sum",
-                ) / count.clamp(min=1)
+                mean = _summed_cross_entropy(logits, labels, self.label_smoothing)[0] / count.clamp(min=1)
             normaliser = num_items_in_batch.get(task) if isinstance(num_items_in_batch, dict) else None
             if normaliser is None:
                 fraction = (count > 0).to(mean.dtype)
