@@ -119,8 +119,10 @@ def atis_label_lists():
 
 def load_predict_model(model):
     """The multi-task model of section a (and the variants): a trained folder, or an untrained ATIS-shaped model."""
+    # The standard token-classification pipeline reads each word's argmax, so predict does too here (a model trained
+    # with token_decoding: bio_viterbi would otherwise differ from it by design, not by error).
     if model and (Path(model) / "config.json").is_file():
-        return MultiTaskModel.from_pretrained(str(model)).eval(), str(model)
+        return MultiTaskModel.from_pretrained(str(model), token_decoding="argmax").eval(), str(model)
     sentence_labels, token_labels = atis_label_lists()
     built = MultiTaskModel.from_encoder(minilm_path(), sentence_labels=sentence_labels, token_labels=token_labels)
     return built.eval(), f"untrained from_encoder({minilm_path()}) with the ATIS label lists (no folder at {model})"

@@ -5,6 +5,7 @@
     python -m modeling_mtl embed --model outputs/demo "A sentence to embed."
     python -m modeling_mtl evaluate --model outputs/demo --data_dir data/demo --split test
     python -m modeling_mtl evaluate --model outputs/atis --config configuration/atis.yaml --json
+    python -m modeling_mtl evaluate --model outputs/atis --config configuration/atis.yaml --token_decoding argmax
     python -m modeling_mtl export-onnx --model outputs/atis --output outputs/atis-onnx    # needs the onnx extra
 
 `predict` and `embed` print one JSON object / array per text (JSON Lines, in input order); with no TEXT they read
@@ -38,6 +39,7 @@ DATA_KEYS = (
 AGGREGATION_CHOICES = ("first", "average", "max", "none")
 SPLIT_CHOICES = ("train", "validation", "test")
 ONNX_CHOICES = ("fp32", "int8")
+TOKEN_DECODING_CHOICES = ("argmax", "bio_viterbi")  # configuration_mtl.TOKEN_DECODINGS, without importing transformers
 MODEL_TYPE = "multitask-sentence-transformer"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?$")  # what may be a Hub repo id rather than a local path
 
@@ -69,6 +71,11 @@ def build_parser():
                              help="--model is a folder written by export-onnx: run its float32 or int8 graph with "
                              "onnxruntime on the CPU")
 
+    def add_decoding_option(command):
+        command.add_argument("--token_decoding", choices=TOKEN_DECODING_CHOICES, default=None,
+                             help="how word tags are read from the token head (default: the model's "
+                             "token_decoding): argmax per word, or bio_viterbi, the best valid BIO sequence")
+
     predict = commands.add_parser(
         "predict", help="sentence label and entities, one JSON line per text",
         description="Print {text, label, score, entities} as one JSON line per text.",
@@ -78,6 +85,7 @@ def build_parser():
     predict.add_argument("--aggregation_strategy", choices=AGGREGATION_CHOICES, default="first",
                          help="how a word's tag comes from its sub-tokens (default first)")
     predict.add_argument("--return_embedding", action="store_true", help="add the sentence embedding")
+    add_decoding_option(predict)
 
     embed = commands.add_parser(
         "embed", help="sentence embeddings, one JSON array per text",
@@ -93,6 +101,7 @@ def build_parser():
         description="Score the model on a split of any data source train_mtl.py accepts and print the metrics.",
     )
     add_model_options(evaluate)
+    add_decoding_option(evaluate)
     evaluate.add_argument("--config", help="a run file (.yaml/.json): its data keys (data_dir, sources, ...) are used")
     evaluate.add_argument("--data_dir", help="local folder: jointbert, conll, sst2, csv or jsonl")
     evaluate.add_argument("--data_format", help="format of --data_dir (default: detected)")
@@ -169,7 +178,14 @@ def _chunks(items, size):
 # ---------------------------------------------------------------------------------------------------- commands
 
 
-def load_model(name, device=None, compile_encoder=False, onnx=None):
+def load_model(name, device=None, compile_encoder=False, onnx=None, token_decoding=None):
+    model = _load_model(name, device, compile_encoder, onnx)
+    if token_decoding is not None:
+        model.config.token_decoding = token_decoding
+    return model
+
+
+def _load_model(name, device, compile_encoder, onnx):
     from transformers.utils import logging as transformers_logging
 
     from . import MultiTaskModel
@@ -241,7 +257,7 @@ def stream(args, stdin, stdout, lines_of):
     first = next(texts, None)  # fail on an empty input before loading the model
     if first is None:
         raise CommandError("no text given: standard input held no line")
-    model = load_model(args.model, args.device, args.compile, args.onnx)
+    model = load_model(args.model, args.device, args.compile, args.onnx, getattr(args, "token_decoding", None))
     count = 0
     for chunk in _chunks(_prepend(first, texts), max(args.batch_size, 256)):
         with precision(model, args.bf16):
@@ -329,25 +345,30 @@ def load_split(sources, split):
 
 
 def score(model, encoded, batch_size):
-    """Argmax predictions of both heads and the per-item mean loss of each task over `encoded`."""
+    """Predictions of both heads over `encoded`, as training's evaluation keeps them (`preprocess_logits_for_metrics`
+    with the model's `token_decoding`), and the per-item mean loss of each task."""
     import torch
 
     from .data import MultiTaskCollator
+    from .metrics import preprocess_logits_for_metrics
 
     collator = MultiTaskCollator(model.tokenizer)
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "sentence_labels", "token_labels")
                if c in encoded.column_names]
     rows = encoded.select_columns(columns)
-    sentence_ids, token_ids = [], []
+    sentence_ids, token_predictions = [], []
     totals = {"sentence": [0.0, 0], "token": [0.0, 0]}
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
             batch = {key: value.to(model.device) for key, value in batch.items()}
             outputs = model(**batch)
-            sentence_ids.extend(outputs.sentence_logits.argmax(-1).cpu().tolist())
-            for row in outputs.token_logits.argmax(-1).cpu():
-                token_ids.append(row.numpy())
+            sentence_batch, token_batch = preprocess_logits_for_metrics(
+                (outputs.sentence_logits, outputs.token_logits), None, model.config.token_decoding
+            )
+            sentence_ids.extend(sentence_batch.cpu().tolist())
+            token_predictions.extend(row.float().numpy() if row.is_floating_point() else row.numpy()
+                                     for row in token_batch.cpu())
             for task in ("sentence", "token"):
                 labels, loss = batch.get(f"{task}_labels"), getattr(outputs, f"{task}_loss")
                 if labels is not None and loss is not None:
@@ -355,13 +376,13 @@ def score(model, encoded, batch_size):
                     totals[task][0] += float(loss) * count
                     totals[task][1] += count
     losses = {f"{task}_loss": total / count for task, (total, count) in totals.items() if count}
-    return (sentence_ids, token_ids), losses
+    return (sentence_ids, token_predictions), losses
 
 
 def run_evaluate(args, stdout):
     check_positive("--max_samples", args.max_samples)
     data_args, sources = data_arguments(args)
-    model = load_model(args.model, args.device, args.compile, args.onnx)
+    model = load_model(args.model, args.device, args.compile, args.onnx, args.token_decoding)
     split, dataset = load_split(sources, args.split)
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
@@ -393,7 +414,7 @@ def run_evaluate(args, stdout):
     )
     metrics = {key: (value.item() if hasattr(value, "item") else value) for key, value in metrics.items()}
     report = {"model": args.model, "split": split, "data": [s.data_dir or s.dataset_name for s in sources],
-              "metrics": metrics, **({"onnx": args.onnx} if args.onnx else {})}
+              "token_decoding": config.token_decoding, "metrics": metrics, **({"onnx": args.onnx} if args.onnx else {})}
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, ensure_ascii=False)

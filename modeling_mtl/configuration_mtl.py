@@ -9,6 +9,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 POOLING_MODES = ("mean", "cls", "max", "last")
+TOKEN_DECODINGS = ("argmax", "bio_viterbi")
 
 # Decoder-only encoder families. Only their last token has seen the whole input, so `from_encoder` gives them
 # `pooling_mode="last"`. Unlisted types count as decoder-only when they have a causal-LM head, no masked-LM head and
@@ -113,6 +114,11 @@ class MultiTaskConfig(PreTrainedConfig):
             Weight of the sentence loss in the combined loss.
         token_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the token loss in the combined loss.
+        token_decoding (`str`, *optional*, defaults to `"argmax"`):
+            How word tags are read from the token head: `"argmax"` (each word's most likely tag, what the standard
+            token-classification pipeline does; can give invalid sequences such as `O I-x`) or `"bio_viterbi"` (the
+            most likely tag sequence in which `I-x` only follows `B-x` or `I-x`). Used by `predict`, the
+            `multitask` pipeline and evaluation.
         max_seq_length (`int`, *optional*, defaults to 256):
             Longest input in tokens; longer inputs are truncated (with a warning).
         encoder_name_or_path (`str`, *optional*):
@@ -130,6 +136,7 @@ class MultiTaskConfig(PreTrainedConfig):
     head_dropout: float = 0.1
     sentence_loss_weight: float = 1.0
     token_loss_weight: float = 1.0
+    token_decoding: str = "argmax"
     max_seq_length: int = 256
     encoder_name_or_path: str | None = None
     auto_map: dict | None = None
@@ -150,6 +157,8 @@ class MultiTaskConfig(PreTrainedConfig):
             raise ValueError(f"`pooling_mode` is {self.pooling_mode!r}; choose one of {list(POOLING_MODES)}")
         if not 0.0 <= float(self.head_dropout) < 1.0:
             raise ValueError(f"`head_dropout` must be in [0, 1), got {self.head_dropout}")
+        if self.token_decoding not in TOKEN_DECODINGS:
+            raise ValueError(f"`token_decoding` is {self.token_decoding!r}; choose one of {list(TOKEN_DECODINGS)}")
         for name in ("sentence_loss_weight", "token_loss_weight"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
@@ -193,4 +202,4 @@ class MultiTaskConfig(PreTrainedConfig):
         return {label: index for index, label in enumerate(self.token_labels)}
 
 
-__all__ = ["MultiTaskConfig", "encoder_max_positions", "is_causal_encoder"]
+__all__ = ["MultiTaskConfig", "TOKEN_DECODINGS", "encoder_max_positions", "is_causal_encoder"]

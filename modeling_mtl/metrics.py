@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import evaluate
+import numpy
+import torch
 
+from .modeling_mtl import bio_viterbi
+
+PADDING = -100  # what Trainer pads predictions with across batches
 METRIC_PATH = str(Path(__file__).resolve().parent / "multitask_metric")
 
 
@@ -29,38 +34,48 @@ def load_multitask_metric(**kwargs):
     return evaluate.load(METRIC_PATH, **kwargs)
 
 
-def preprocess_logits_for_metrics(logits, labels):
+def preprocess_logits_for_metrics(logits, labels, token_decoding="argmax"):
     """Turn the model's `(sentence_logits [batch, n_sentence_labels], token_logits [batch, seq, n_token_labels])`
-    into `(sentence_pred_ids [batch], token_pred_ids [batch, seq])`, so Trainer keeps ids, not logits.
+    into what `word_predictions` decodes, so Trainer keeps no more than it needs: `(sentence_pred_ids [batch],
+    token_pred_ids [batch, seq])` for `token_decoding="argmax"`, `(sentence_pred_ids, token_log_probs [batch, seq,
+    n_token_labels])` for `"bio_viterbi"` (the sequence decoding needs every tag's score).
 
     `labels` is unused; the argument is part of Trainer's `preprocess_logits_for_metrics` signature.
     """
     sentence_logits, token_logits = logits[0], logits[1]
+    if token_decoding == "bio_viterbi":
+        return sentence_logits.argmax(dim=-1), token_logits.float().log_softmax(dim=-1)
     return sentence_logits.argmax(dim=-1), token_logits.argmax(dim=-1)
 
 
-def word_predictions(token_pred_ids, word_token_index, id2label):
+def word_predictions(token_predictions, word_token_index, id2label):
     """Predicted tag of every word: `list[list[str]]`, one list per example.
 
     Args:
-        token_pred_ids: `[n_examples, seq]` predicted token label ids (array or list of rows); rows may be padded
-            with -100 (Trainer pads across batches).
+        token_predictions: per example (array or list of rows), either `[seq]` predicted token label ids or
+            `[seq, n_token_labels]` log-probabilities, which are decoded as the best valid BIO sequence over the
+            words' first sub-tokens (`bio_viterbi`); rows may be padded with -100 (Trainer pads across batches).
         word_token_index: for each example, the position of each word's first sub-token in its row, or -1 for a
             word with no sub-token (e.g. truncated away): such a word is tagged `"O"`.
         id2label: the token labels by id, a list (`token_labels`) or a `{id: label}` mapping.
     """
     if isinstance(id2label, Mapping):
-        names = {int(i): label for i, label in id2label.items()}
+        names = [id2label[i] for i in sorted(id2label, key=int)]
     else:
-        names = dict(enumerate(id2label))
+        names = list(id2label)
     result = []
-    for row, positions in zip(token_pred_ids, word_token_index, strict=True):
-        tags = []
-        for position in [] if positions is None else positions:
-            position = int(position)
-            label_id = int(row[position]) if 0 <= position < len(row) else -100
-            tags.append(names[label_id] if label_id >= 0 else "O")
-        result.append(tags)
+    for row, positions in zip(token_predictions, word_token_index, strict=True):
+        row = numpy.asarray(row)
+        positions = [int(position) for position in ([] if positions is None else positions)]
+        inside = [position for position in positions if 0 <= position < len(row)]
+        if row.ndim == 2:  # log-probabilities of every tag
+            kept = [position for position in inside if not (row[position] == PADDING).all()]
+            tag_ids = bio_viterbi(torch.from_numpy(row[kept]), tuple(names))
+        else:
+            kept = [position for position in inside if row[position] >= 0]
+            tag_ids = row[kept].tolist()
+        decoded = dict(zip(kept, tag_ids))
+        result.append([names[decoded[position]] if position in decoded else "O" for position in positions])
     return result
 
 
@@ -70,25 +85,25 @@ def predictions_to_records(eval_dataset, predictions, sentence_labels, token_lab
     Args:
         eval_dataset: a `datasets.Dataset` with `sentence_label` (str or None), `tags` (list[str] or None),
             `word_token_index` (list[int]) and, where present, `text` and `words` columns.
-        predictions: `(sentence_pred_ids [n], token_pred_ids [n, seq])` in data set order, as from
-            `preprocess_logits_for_metrics` and `Trainer.predict`.
+        predictions: `(sentence_pred_ids [n], token_predictions)` in data set order, as from
+            `preprocess_logits_for_metrics` and `Trainer.predict` (see `word_predictions`).
         sentence_labels, token_labels: the training label lists, indexed by predicted id.
 
     Returns:
         `[{"text", "words", "gold_label", "predicted_label", "gold_tags", "predicted_tags"}, ...]`; a gold field
         (or `text`/`words`) is None where the data set has none.
     """
-    sentence_pred_ids, token_pred_ids = predictions[0], predictions[1]
+    sentence_pred_ids, token_predictions = predictions[0], predictions[1]
     n = len(eval_dataset)
-    if len(sentence_pred_ids) != n or len(token_pred_ids) != n:
+    if len(sentence_pred_ids) != n or len(token_predictions) != n:
         raise ValueError(
-            f"Got {len(sentence_pred_ids)} sentence and {len(token_pred_ids)} token predictions for {n} examples."
+            f"Got {len(sentence_pred_ids)} sentence and {len(token_predictions)} token predictions for {n} examples."
         )
 
     def column(name):
         return eval_dataset[name] if name in eval_dataset.column_names else [None] * n
 
-    predicted_tags = word_predictions(token_pred_ids, column("word_token_index"), token_labels)
+    predicted_tags = word_predictions(token_predictions, column("word_token_index"), token_labels)
     return [
         {
             "text": text,

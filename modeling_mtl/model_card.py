@@ -597,7 +597,9 @@ def architecture_table(model):
         ("Sentence head", f"dropout {config.head_dropout} + linear {config.hidden_size} → "
          f"{len(config.sentence_labels)} labels, on the pooled (not normalised) vector"),
         ("Token head", f"dropout {config.head_dropout} + linear {config.hidden_size} → "
-         f"{len(config.token_labels)} BIO tags, on every token; a word's tag is read at its first sub-token"),
+         f"{len(config.token_labels)} BIO tags, on every token; a word's tag is read at its first sub-token"
+         + (", the sentence's tags decoded together as the best valid BIO sequence (`token_decoding: bio_viterbi`)"
+            if getattr(config, "token_decoding", "argmax") == "bio_viterbi" else "")),
         ("Loss", f"{config.sentence_loss_weight} × sentence cross-entropy + {config.token_loss_weight} × token "
          "cross-entropy, each over the labelled items of the batch"),
         ("Maximum input", f"{config.max_seq_length} tokens (longer inputs are truncated)"),
@@ -735,7 +737,7 @@ def hyperparameter_table(model, training_args, data_args):
         if data_args is not None and getattr(data_args, name, None) is not None:
             rows.append((f"`{name}`", getattr(data_args, name)))
     for name in ("max_seq_length", "pooling_mode", "normalize_embeddings", "head_dropout", "sentence_loss_weight",
-                 "token_loss_weight"):
+                 "token_loss_weight", "token_decoding"):
         rows.append((f"`{name}`", getattr(model.config, name)))
     return markdown_table(["hyper-parameter", "value"], rows)
 

@@ -5,7 +5,8 @@
   big batch, even when the tasks have different numbers of labels per batch.
 - `sentence_loss` and `token_loss` are logged next to `loss`, for training and evaluation, averaged over the
   labelled items of every process.
-- Evaluation keeps only argmax predictions (`preprocess_logits_for_metrics`), so its memory stays small.
+- Evaluation keeps only what the model's `token_decoding` needs (`preprocess_logits_for_metrics`): argmax ids, or
+  the token log-probabilities for BIO-constrained decoding, never the raw logits of both heads.
 - Transfer learning (options of `MultiTaskTrainingArguments`, see `modeling_mtl/transfer.py`): freezing presets and
   frozen lower layers, gradual unfreezing or linear probe then fine-tune, discriminative learning rates (heads,
   encoder, layer-wise decay) as optimizer parameter groups, uncertainty loss weighting (log-variances trained,
@@ -52,7 +53,7 @@ class _ClearGradients(TrainerCallback):
 
 class MultiTaskTrainer(Trainer):
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("preprocess_logits_for_metrics", preprocess_logits_for_metrics)
+        kwargs.setdefault("preprocess_logits_for_metrics", self._preprocess_logits_for_metrics)
         super().__init__(*args, **kwargs)
         # [sentence loss sum, sentence count, token loss sum, token count] since the last log / during an evaluation.
         self._task_totals = {"train": torch.zeros(4, dtype=torch.float64), "eval": torch.zeros(4, dtype=torch.float64)}
@@ -293,6 +294,10 @@ class MultiTaskTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     # ------------------------------------------------------------------ evaluation
+
+    def _preprocess_logits_for_metrics(self, logits, labels):
+        token_decoding = getattr(self.model.config, "token_decoding", "argmax")
+        return preprocess_logits_for_metrics(logits, labels, token_decoding)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)

@@ -48,11 +48,19 @@ class ModelArguments:
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout before both heads."})
     sentence_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the sentence loss."})
     token_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the token loss."})
+    token_decoding: str | None = field(
+        default=None,
+        metadata={
+            "help": "argmax | bio_viterbi: how word tags are read from the token head in evaluation, predict and the "
+            "multitask pipeline (bio_viterbi: the best tag sequence in which I-x only follows B-x or I-x); "
+            "default: argmax."
+        },
+    )
 
     def config_overrides(self) -> dict:
         """The MultiTaskConfig fields set here (None means: keep the encoder's own setting)."""
         names = ("pooling_mode", "normalize_embeddings", "max_seq_length", "head_dropout", "sentence_loss_weight",
-                 "token_loss_weight")
+                 "token_loss_weight", "token_decoding")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 

@@ -48,6 +48,14 @@ def tiny_config(vocab_size, **overrides):
     return MultiTaskConfig(encoder_config=encoder, **settings)
 
 
+def is_valid_bio(tags):
+    """Whether every `I-x` in `tags` follows a `B-x` or an `I-x`."""
+    return all(
+        not tag.startswith("I-") or (previous[:2] in ("B-", "I-") and previous[2:] == tag[2:])
+        for previous, tag in zip(["O", *tags], tags)
+    )
+
+
 @pytest.fixture
 def make_tiny_model(tokenizer):
     def make(**overrides):
@@ -78,3 +86,5 @@ def tiny_encoder_dir(tmp_path_factory, tokenizer):
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO / "data" / "demo"
+DEMO_SENTENCE_LABELS = ["other", "politics", "sports", "technology", "travel"]  # the label lists of DEMO_DATA
+DEMO_TOKEN_LABELS = ["O"] + [f"{p}-{t}" for t in ("DATE", "LOC", "ORG", "PERSON") for p in "BI"]

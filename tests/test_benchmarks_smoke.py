@@ -1,5 +1,5 @@
 """benchmarks/speed.py: its counting and comparison helpers, and one tiny end-to-end run (sections a, b, e);
-benchmarks/onnx_speed.py: one tiny end-to-end run."""
+benchmarks/onnx_speed.py and benchmarks/constrained_decoding.py: one tiny end-to-end run each."""
 
 import importlib.util
 import json
@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from conftest import REPO, needs_shared_data
+from conftest import DEMO_DATA, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS, REPO, needs_shared_data
 
 
 @pytest.fixture(scope="module")
@@ -123,16 +123,19 @@ def test_onnx_speed_tiny_run_scores_and_times_three_runtimes(tokenizer, tmp_path
     assert len(saved["table"].splitlines()) == 5
 
 
-def test_constrained_decoding_obeys_bio_and_otherwise_keeps_the_argmax():
+def test_constrained_decoding_scores_both_decodings_end_to_end(make_tiny_model, tmp_path):
     spec = importlib.util.spec_from_file_location("constrained_decoding", REPO / "benchmarks" / "constrained_decoding.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-    allowed, may_start = module.bio_constraints(labels)
-    assert not may_start[2] and may_start[1] and allowed[1, 2] and allowed[2, 2] and not allowed[0, 2]
-    assert not allowed[3, 2]  # I-LOC never follows B-PER
-    # argmax: O I-LOC (invalid); the best valid path is B-LOC I-LOC here.
-    log_probs = torch.tensor([[0.5, 0.4, 0.0, 0.05, 0.05], [0.1, 0.0, 0.8, 0.05, 0.05]]).clamp(min=1e-6).log()
-    assert module.viterbi(log_probs, allowed, may_start) == [1, 2]
-    valid = torch.tensor([[0.1, 0.8, 0.0, 0.05, 0.05], [0.1, 0.0, 0.8, 0.05, 0.05]]).clamp(min=1e-6).log()
-    assert module.viterbi(valid, allowed, may_start) == valid.argmax(-1).tolist()
+    model = make_tiny_model(sentence_labels=DEMO_SENTENCE_LABELS, token_labels=DEMO_TOKEN_LABELS)
+    folder, output = str(tmp_path / "model"), tmp_path / "decoding.json"
+    model.save_pretrained(folder)
+    record = module.main(["--models", folder, "--data_dir", str(DEMO_DATA), "--repeats", "1", "--output", str(output)])
+    assert json.loads(output.read_text()) == record
+    result = record["results"][folder]
+    for split in ("validation", "test"):
+        assert set(result[split]) == {"argmax", "bio_viterbi"}
+        assert set(result[split]["argmax"]) == {"intent_accuracy", "slot_f1", "exact_match"}
+        # The decoding changes word tags only, never the intent.
+        assert result[split]["argmax"]["intent_accuracy"] == result[split]["bio_viterbi"]["intent_accuracy"]
+    assert result["predict"]["texts"] == 75 and result["predict"]["bio_viterbi_speed_vs_argmax"] > 0

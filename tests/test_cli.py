@@ -8,12 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
-from conftest import DEMO_DATA, REPO
+from conftest import DEMO_DATA, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS, REPO, is_valid_bio
 from modeling_mtl.cli import main
 
-DEMO_SENTENCE_LABELS = ["other", "politics", "sports", "technology", "travel"]
-DEMO_TOKEN_LABELS = ["O"] + [f"{p}-{t}" for t in ("DATE", "LOC", "ORG", "PERSON") for p in "BI"]
 TEXTS = ["Angela Merkel flew to Paris on Monday", "Buy a new laptop in Zürich!"]
 
 
@@ -60,6 +59,14 @@ def test_predict_and_embed_in_process(model_folder):
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     expected = model.predict(TEXTS, aggregation_strategy="none", return_embeddings=True)
     assert close([{k: v for k, v in line.items() if k != "text"} for line in lines], json.loads(json.dumps(expected)))
+
+    out = io.StringIO()
+    assert main(["predict", "--model", str(folder), "--token_decoding", "bio_viterbi", *TEXTS], stdout=out) == 0
+    model.config.token_decoding = "bio_viterbi"
+    expected = json.loads(json.dumps(model.predict(TEXTS)))
+    assert close([{k: v for k, v in json.loads(line).items() if k != "text"} for line in out.getvalue().splitlines()],
+                 expected)
+    model.config.token_decoding = "argmax"
 
     out = io.StringIO()
     assert main(["embed", "--model", str(folder)], stdin=io.StringIO("\n".join(TEXTS) + "\n"), stdout=out) == 0
@@ -109,22 +116,30 @@ def test_evaluate_prints_the_metric_table(model_folder):
         assert any(line.split()[:1] == [name] for line in result.stdout.splitlines()), name
 
 
-def test_evaluate_gives_the_numbers_training_reports(model_folder, tmp_path):
-    """The same split scored by Trainer as train_mtl.py scores it, and by the CLI: the same metrics."""
+@pytest.mark.parametrize("token_decoding", ["argmax", "bio_viterbi"])
+def test_evaluate_gives_the_numbers_training_reports(make_tiny_model, tmp_path, token_decoding):
+    """The same split scored by Trainer as train_mtl.py scores it, and by the CLI: the same metrics, and the tags
+    `predict` gives."""
     from transformers import TrainingArguments
 
     from modeling_mtl.data import DataSource, MultiTaskCollator, encode_dataset_dict, load_sources
-    from modeling_mtl.metrics import build_compute_metrics
+    from modeling_mtl.metrics import build_compute_metrics, predictions_to_records
     from modeling_mtl.trainer import MultiTaskTrainer
 
-    model, folder = model_folder
+    model = make_tiny_model(sentence_labels=DEMO_SENTENCE_LABELS, token_labels=DEMO_TOKEN_LABELS)
+    with torch.no_grad():  # a random token head, so argmax and bio_viterbi tag differently
+        model.token_head.classifier.weight.normal_(std=5.0)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)  # saved with argmax: --token_decoding overrides it
+    model.config.token_decoding = token_decoding
     out = io.StringIO()
     report_path = tmp_path / "metrics.json"
     assert main(["evaluate", "--model", str(folder), "--config", str(REPO / "configuration" / "demo.yaml"),
-                 "--data_dir", str(DEMO_DATA), "--split", "validation", "--json", "--output", str(report_path)],
-                stdout=out) == 0
+                 "--data_dir", str(DEMO_DATA), "--split", "validation", "--json", "--output", str(report_path),
+                 "--token_decoding", token_decoding], stdout=out) == 0
     report = json.loads(out.getvalue())
     assert report == json.loads(report_path.read_text()) and report["split"] == "validation"
+    assert report["token_decoding"] == token_decoding
 
     raw = load_sources([DataSource(data_dir=str(DEMO_DATA))])
     encoded, _ = encode_dataset_dict(raw, model.tokenizer, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS, max_length=64)
@@ -142,6 +157,15 @@ def test_evaluate_gives_the_numbers_training_reports(model_folder, tmp_path):
         if f"eval_{key}" in reference:
             assert value == pytest.approx(reference[f"eval_{key}"], abs=1e-4 if key.endswith("loss") else 1e-9), key
     assert {"sentence_accuracy", "token_f1", "token_PERSON_f1", "exact_match", "sentence_loss"} <= set(metrics)
+
+    output = trainer.predict(encoded["validation"])
+    records = predictions_to_records(encoded["validation"], output.predictions, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS)
+    predicted = model.predict(list(encoded["validation"]["words"]), aggregation_strategy="none")
+    for record, result in zip(records, predicted, strict=True):
+        tags = {entity["index"]: entity["entity"] for entity in result["entities"]}
+        assert record["predicted_tags"] == [tags.get(index, "O") for index in range(len(record["words"]))]
+    validity = [is_valid_bio(record["predicted_tags"]) for record in records]
+    assert all(validity) if token_decoding == "bio_viterbi" else not all(validity)
 
 
 @pytest.mark.parametrize(
@@ -206,3 +230,10 @@ def test_export_onnx_writes_a_graph_that_predicts_and_evaluates_like_the_model(m
     if model.config.normalize_embeddings:
         assert main(["embed", "--model", str(tmp_path / "onnx"), "--onnx", "fp32", "--no-normalize", "x"]) == 2
         assert "normalised embeddings only" in capsys.readouterr().err
+
+
+def test_token_decoding_choices_are_the_configs():
+    from modeling_mtl.cli import TOKEN_DECODING_CHOICES
+    from modeling_mtl.configuration_mtl import TOKEN_DECODINGS
+
+    assert TOKEN_DECODING_CHOICES == TOKEN_DECODINGS

@@ -28,6 +28,7 @@ def make(**overrides):
         (dict(token_labels=["O", "PER"]), "`token_labels`[1] is 'PER'"),
         (dict(pooling_mode="sum"), "`pooling_mode` is 'sum'; choose one of ['mean', 'cls', 'max', 'last']"),
         (dict(head_dropout=1.5), "`head_dropout` must be in [0, 1)"),
+        (dict(token_decoding="crf"), "`token_decoding` is 'crf'; choose one of ['argmax', 'bio_viterbi']"),
         (dict(token_loss_weight=-1.0), "`token_loss_weight` must be >= 0"),
         (dict(max_seq_length=1024), "exceeds the encoder's max_position_embeddings (512)"),
     ],
@@ -47,13 +48,14 @@ def test_label_maps_follow_the_label_lists():
 
 
 def test_json_round_trip_keeps_everything(tmp_path):
-    config = make(pooling_mode="cls", normalize_embeddings=False, token_loss_weight=0.5, max_seq_length=128)
+    config = make(pooling_mode="cls", normalize_embeddings=False, token_loss_weight=0.5, max_seq_length=128,
+                  token_decoding="bio_viterbi")
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, MultiTaskConfig)
     assert isinstance(loaded.encoder_config, BertConfig) and loaded.encoder_config.hidden_size == 32
     for name in ("sentence_labels", "token_labels", "pooling_mode", "normalize_embeddings", "token_loss_weight",
-                 "max_seq_length", "id2label"):
+                 "max_seq_length", "token_decoding", "id2label"):
         assert getattr(loaded, name) == getattr(config, name), name
     assert loaded.auto_map["AutoModelForTokenClassification"] == "modeling_mtl.MultiTaskForTokenClassification"
 
@@ -62,4 +64,5 @@ def test_defaults_build_without_arguments():
     # transformers builds a config with no argument to compute the diff it saves.
     config = MultiTaskConfig()
     assert config.pooling_mode == "mean" and config.normalize_embeddings
+    assert config.token_decoding == "argmax"  # what the standard token-classification pipeline does
     assert config.encoder_config.model_type == "bert"

@@ -219,6 +219,28 @@ def test_word_predictions_first_subtoken_truncation_and_padding():
     assert word_predictions(token_pred_ids[:1], [[]], token_labels) == [[]]
 
 
+def test_preprocess_logits_for_bio_viterbi_keeps_the_token_log_probabilities():
+    sentence_logits, token_logits = torch.randn(2, 3), torch.randn(2, 4, 5)
+    sentence_ids, token_log_probs = preprocess_logits_for_metrics(
+        (sentence_logits, token_logits), labels=None, token_decoding="bio_viterbi"
+    )
+    assert torch.equal(sentence_ids, sentence_logits.argmax(-1))
+    assert torch.allclose(token_log_probs, token_logits.log_softmax(-1))
+
+
+def test_word_predictions_decode_log_probabilities_as_valid_bio():
+    token_labels = ["O", "B-PER", "I-PER"]
+    # Per-position argmax would read "O I-PER" for the two words (positions 1 and 3; position 2 is a later
+    # sub-token and does not count). The best valid sequence is "O B-PER" (0.6 * 0.3 > 0.3 * 0.5 > 0.6 * 0.2).
+    probs = np.array([[1.0, 0.0, 0.0], [0.6, 0.3, 0.1], [0.0, 0.0, 1.0], [0.2, 0.3, 0.5], [-100, -100, -100]])
+    log_probs = np.log(np.clip(probs, 1e-9, None))
+    log_probs[-1] = -100  # Trainer's padding: a word pointing there is tagged "O"
+    assert word_predictions(np.argmax(log_probs, -1)[None], [[1, 3]], token_labels) == [["O", "I-PER"]]
+    assert word_predictions(log_probs[None], [[1, 3]], token_labels) == [["O", "B-PER"]]
+    assert word_predictions(log_probs[None], [[1, 3, 4, -1]], token_labels) == [["O", "B-PER", "O", "O"]]
+    assert word_predictions(log_probs[None], [[]], token_labels) == [[]]
+
+
 SENTENCE_LABELS = ["greet", "book"]
 TOKEN_LABELS = ["O", "B-PER", "I-PER"]
 

@@ -1,5 +1,6 @@
 """MultiTaskModel: forward and losses, pooling, encode, predict, save/load (also in a clean process), pipelines."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -11,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, BertModel
 
-from conftest import SENTENCE_LABELS, SHARED_DATA, TOKEN_LABELS, needs_shared_data
+from conftest import SENTENCE_LABELS, SHARED_DATA, TOKEN_LABELS, is_valid_bio, needs_shared_data
 from modeling_mtl import MultiTaskModel, split_words
-from modeling_mtl.modeling_mtl import Pooling, bio_to_entities
+from modeling_mtl.modeling_mtl import Pooling, bio_to_entities, bio_viterbi
 
 
 def batch(tokenizer, texts):
@@ -164,6 +165,50 @@ def test_bio_to_entities_groups_words():
     assert entities[0]["score"] == pytest.approx(0.7)
 
 
+def test_bio_viterbi_finds_the_best_valid_sequence():
+    labels = ("O", "B-A", "I-A", "B-B", "I-B")
+    generator = torch.Generator().manual_seed(0)
+    for length in range(1, 5):
+        for _ in range(20):
+            log_probs = (3 * torch.randn(length, len(labels), generator=generator)).log_softmax(-1)
+            valid = [path for path in itertools.product(range(len(labels)), repeat=length)
+                     if is_valid_bio([labels[i] for i in path])]
+            best = max(valid, key=lambda path: float(sum(log_probs[i, tag] for i, tag in enumerate(path))))
+            assert tuple(bio_viterbi(log_probs, labels)) == best
+    assert bio_viterbi(torch.zeros(0, len(labels)), labels) == []
+
+
+def test_token_decoding_chooses_between_argmax_and_valid_bio(tiny_model):
+    labels = tiny_model.config.token_labels
+    probs = torch.full((5, len(labels)), 0.0)
+    # Positions: [CLS], word 0, word 1 (first sub-token), word 1 (second sub-token), [SEP].
+    for position, weights in ((1, {"O": 0.6, "B-PER": 0.3, "I-PER": 0.1}), (2, {"O": 0.2, "B-PER": 0.3, "I-PER": 0.5}),
+                              (3, {"I-LOC": 1.0}), (0, {"O": 1.0}), (4, {"O": 1.0})):
+        for tag, weight in weights.items():
+            probs[position, labels.index(tag)] = weight
+    word_ids = [None, 0, 1, 1, None]
+    tags, scores, untagged = tiny_model.decode_words(probs, word_ids, 3)
+    assert (tags, untagged) == (["O", "I-PER", "O"], 1) and scores == pytest.approx([0.6, 0.5, 0.0])
+    tiny_model.config.token_decoding = "bio_viterbi"
+    tags, scores, untagged = tiny_model.decode_words(probs, word_ids, 3)
+    assert (tags, untagged) == (["O", "B-PER", "O"], 1) and scores == pytest.approx([0.6, 0.3, 0.0])
+    # From a random head, argmax gives invalid sequences; bio_viterbi never does, whatever the strategy.
+    with torch.no_grad():
+        tiny_model.token_head.classifier.weight.normal_(std=5.0)
+    word_lists = [[word for word, _, _ in split_words(text)] for text in IRREGULAR_TEXTS]
+    encoding = tiny_model.tokenize_words(word_lists)
+    token_probs = tiny_model.score_batch(tiny_model.encoder_inputs(encoding))["token_probs"]
+    validity = {}
+    for decoding, strategy in itertools.product(("argmax", "bio_viterbi"), ("first", "average", "max")):
+        tiny_model.config.token_decoding = decoding
+        validity[decoding, strategy] = [
+            is_valid_bio(tiny_model.decode_words(token_probs[row], encoding.word_ids(row), len(words), strategy)[0])
+            for row, words in enumerate(word_lists)
+        ]
+    assert not all(validity["argmax", "first"])
+    assert all(all(validity["bio_viterbi", strategy]) for strategy in ("first", "average", "max"))
+
+
 def test_bad_inputs_name_the_offending_index(tiny_model):
     with pytest.raises(TypeError, match="input 1 is NoneType"):
         tiny_model.predict(["ok", None])
@@ -269,8 +314,12 @@ CLEAN_CLIENT = textwrap.dedent(
     text = pipeline("text-classification", model=folder, trust_remote_code=True)("fly from boston to new york")
     tokens = pipeline("token-classification", model=folder, trust_remote_code=True)("fly from boston to new york")
     import json
+    model.config.token_decoding = "bio_viterbi"
+    predict_bio_viterbi = model.predict(["fly from boston to new york"])
+    model.config.token_decoding = "argmax"
     json.dump({"text": text, "tokens": [{k: (float(v) if k == "score" else v) for k, v in t.items()} for t in tokens],
-               "predict": model.predict(["fly from boston to new york"])}, open(out + "/pipelines.json", "w"))
+               "predict": model.predict(["fly from boston to new york"]),
+               "predict_bio_viterbi": predict_bio_viterbi}, open(out + "/pipelines.json", "w"))
     """
 )
 
@@ -313,6 +362,9 @@ def test_clean_client_loads_the_folder_with_trust_remote_code(tiny_model, tokeni
     expected_tags = [TOKEN_LABELS[int(i)] for i, m in zip(token_ids[1:-1], inputs["attention_mask"][0][1:-1]) if m]
     assert [t["entity"] for t in outputs["tokens"]] == [tag for tag in expected_tags if tag != "O"]
     assert outputs["predict"] == json.loads(json.dumps(tiny_model.predict(["fly from boston to new york"])))
+    tiny_model.config.token_decoding = "bio_viterbi"
+    expected = json.loads(json.dumps(tiny_model.predict(["fly from boston to new york"])))
+    assert outputs["predict_bio_viterbi"] == expected
 
 
 @needs_shared_data
