@@ -1,6 +1,8 @@
 """Argmax vs BIO-constrained (Viterbi) decoding of the token head, on trained ATIS models, without retraining.
 
     python benchmarks/constrained_decoding.py --models outputs/quality/seed42 outputs/quality/seed43
+    python benchmarks/constrained_decoding.py --models outputs/wnut17 --data_dir ../shared/data/wnut17 \
+        --output benchmarks/results/constrained_decoding_wnut17.json     # NER: slot F1 only
 
 A word's tag distribution is the token head's prediction at its first sub-token. `token_decoding: argmax` takes
 each word's most likely tag, which can give invalid sequences (`I-x` after `O` or after another type);
@@ -38,7 +40,7 @@ def scores(folder, data_dir, split, token_decoding):
     cli(["evaluate", "--model", folder, "--data_dir", data_dir, "--split", split, "--token_decoding", token_decoding,
          "--no-per_entity", "--json", "--batch_size", "64"], stdout=out)
     metrics = json.loads(out.getvalue())["metrics"]
-    return {name: round(100 * metrics[key], 2) for name, key in METRICS.items()}
+    return {name: round(100 * metrics[key], 2) for name, key in METRICS.items() if key in metrics}  # token-only data: F1
 
 
 def predict_throughput(folder, texts, repeats):

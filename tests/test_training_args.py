@@ -21,7 +21,8 @@ def test_yaml_values_and_overrides(tmp_path):
     assert training.save_strategy == "no"  # YAML 1.2 booleans: `no` stays a string
     assert training.use_cpu is True
     assert model.pooling_mode == "cls" and model.config_overrides() == {
-        "pooling_mode": "cls", "head_dropout": 0.1, "sentence_loss_weight": 1.0, "token_loss_weight": 1.0
+        "pooling_mode": "cls", "head_dropout": 0.1, "sentence_loss_weight": 1.0, "token_loss_weight": 1.0,
+        "token_decoding": "bio_viterbi",  # the training default
     }
     assert training.label_names == ["sentence_labels", "token_labels"]
 
