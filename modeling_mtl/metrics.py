@@ -19,7 +19,7 @@ import evaluate
 import numpy
 import torch
 
-from .modeling_mtl import bio_viterbi
+from .modeling_mtl import bio_viterbi_batch
 
 PADDING = -100  # what Trainer pads predictions with across batches
 METRIC_PATH = str(Path(__file__).resolve().parent / "multitask_metric")
@@ -63,18 +63,23 @@ def word_predictions(token_predictions, word_token_index, id2label):
         names = [id2label[i] for i in sorted(id2label, key=int)]
     else:
         names = list(id2label)
-    result = []
+    rows = []  # (positions, kept positions, their tag ids or, for log-probabilities, None)
+    sequences = []  # the log-probability rows, decoded together
     for row, positions in zip(token_predictions, word_token_index, strict=True):
         row = numpy.asarray(row)
         positions = [int(position) for position in ([] if positions is None else positions)]
         inside = [position for position in positions if 0 <= position < len(row)]
         if row.ndim == 2:  # log-probabilities of every tag
             kept = [position for position in inside if not (row[position] == PADDING).all()]
-            tag_ids = bio_viterbi(torch.from_numpy(row[kept]), tuple(names))
+            sequences.append(torch.from_numpy(row[kept]))
+            rows.append((positions, kept, None))
         else:
             kept = [position for position in inside if row[position] >= 0]
-            tag_ids = row[kept].tolist()
-        decoded = dict(zip(kept, tag_ids))
+            rows.append((positions, kept, row[kept].tolist()))
+    decoded_sequences = iter(bio_viterbi_batch(sequences, tuple(names)) if sequences else [])
+    result = []
+    for positions, kept, tag_ids in rows:
+        decoded = dict(zip(kept, next(decoded_sequences) if tag_ids is None else tag_ids))
         result.append([names[decoded[position]] if position in decoded else "O" for position in positions])
     return result
 

@@ -120,39 +120,56 @@ _FORBIDDEN = -1e9
 
 
 @functools.lru_cache(maxsize=8)
-def bio_constraint_scores(token_labels):
-    """`(start [n_tags], transition [n_tags, n_tags])` additive scores for BIO-constrained decoding of
-    `token_labels` (a tuple): 0 where a tag may open a sequence / follow the previous tag, `_FORBIDDEN` where not.
-    `I-x` may only follow `B-x` or `I-x`; every other tag may follow anything."""
-    size = len(token_labels)
-    start = torch.zeros(size)
-    transition = torch.zeros(size, size)
-    for j, tag in enumerate(token_labels):
-        if tag.startswith("I-"):
-            start[j] = _FORBIDDEN
-            for i, previous in enumerate(token_labels):
-                if not (previous[:2] in ("B-", "I-") and previous[2:] == tag[2:]):
-                    transition[i, j] = _FORBIDDEN
-    return start, transition
+def _bio_structure(token_labels):
+    """What BIO allows, for `token_labels` (a tuple): `(inside [n_tags] bool, begin [n_tags] long)`, where `inside[j]`
+    marks an `I-x` tag, which may only follow `B-x` (at index `begin[j]`) or itself, and may not open a sequence;
+    every other tag may follow anything (`begin[j] == j` for those, and for an `I-x` without a `B-x`)."""
+    index = {tag: position for position, tag in enumerate(token_labels)}
+    inside = [tag.startswith("I-") for tag in token_labels]
+    begin = [index.get("B-" + tag[2:], j) if inside[j] else j for j, tag in enumerate(token_labels)]
+    return torch.tensor(inside), torch.tensor(begin)
+
+
+def bio_viterbi_batch(log_probs, token_labels):
+    """The most likely BIO-valid tag ids (a list per sequence) for a list of per-word tag log-probabilities
+    `[n_words, n_tags]` (lengths may differ), whose columns are `token_labels` (a tuple).
+
+    One dynamic program for the whole batch. Each step is O(n_tags), not O(n_tags^2): a tag other than `I-x` takes
+    the best previous tag whatever it is, and `I-x` the better of `B-x` and `I-x`."""
+    results = [[] for _ in log_probs]
+    rows = [row for row, sequence in enumerate(log_probs) if len(sequence)]
+    if not rows:
+        return results
+    inside, begin = _bio_structure(token_labels)
+    lengths = torch.tensor([len(log_probs[row]) for row in rows])
+    padded = nn.utils.rnn.pad_sequence([log_probs[row].float().cpu() for row in rows], batch_first=True)
+    batch, n_tags = len(rows), len(token_labels)
+    itself = torch.arange(n_tags).expand(batch, n_tags)
+    begin = begin.expand(batch, n_tags)
+    score = padded[:, 0].masked_fill(inside, _FORBIDDEN)
+    pointers = []
+    for step in range(1, padded.shape[1]):
+        best_any, any_previous = score.max(-1, keepdim=True)
+        from_begin = score.gather(1, begin)
+        stay = score >= from_begin
+        previous = torch.where(inside, torch.where(stay, itself, begin), any_previous.expand(batch, n_tags))
+        running = (step < lengths)[:, None]  # a finished sequence keeps its score and points at itself
+        score = torch.where(running, score.gather(1, previous) + padded[:, step], score)
+        pointers.append(torch.where(running, previous, itself))
+    current = score.argmax(-1)
+    path = [current]
+    for previous in reversed(pointers):
+        current = previous.gather(1, current[:, None])[:, 0]
+        path.append(current)
+    paths = torch.stack(path[::-1], 1).tolist()
+    for row, path, length in zip(rows, paths, lengths.tolist()):
+        results[row] = path[:length]
+    return results
 
 
 def bio_viterbi(log_probs, token_labels):
-    """The most likely BIO-valid tag ids (a list) for one sequence of per-word tag log-probabilities
-    `[n_words, n_tags]`, whose columns are `token_labels` (a tuple)."""
-    if len(log_probs) == 0:
-        return []
-    start, transition = bio_constraint_scores(token_labels)
-    log_probs = log_probs.float()
-    score = log_probs[0] + start
-    pointers = []
-    for step in range(1, len(log_probs)):
-        score, best_previous = (score[:, None] + transition).max(0)
-        score = score + log_probs[step]
-        pointers.append(best_previous)
-    path = [int(score.argmax())]
-    for best_previous in reversed(torch.stack(pointers).tolist() if pointers else []):
-        path.append(best_previous[path[-1]])
-    return path[::-1]
+    """`bio_viterbi_batch` for one sequence `[n_words, n_tags]`: its tag ids, a list."""
+    return bio_viterbi_batch([log_probs], token_labels)[0]
 
 
 def _check_unicode(text, where):
@@ -736,16 +753,22 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             encoding = self.tokenize_words([prepared[index][1] for index in indices])
             self._warn_truncated(encoding, indices)
             scores = self.score_batch(self.encoder_inputs(encoding))
-            for row, index in enumerate(indices):
-                text, words, offsets = prepared[index]
-                results[index], untagged = self.decode_prediction(
+            decoded = self.decode_words_batch(
+                [
+                    (scores["token_probs"][row], encoding.word_ids(row), len(prepared[index][1]))
+                    for row, index in enumerate(indices)
+                ],
+                strategy,
+            )
+            for row, (index, (tags, tag_scores, untagged)) in enumerate(zip(indices, decoded)):
+                text, _, offsets = prepared[index]
+                results[index] = self.prediction_result(
                     text,
-                    words,
                     offsets,
+                    tags,
+                    tag_scores,
                     scores["sentence_probs"][row],
-                    scores["token_probs"][row],
-                    encoding.word_ids(row),
-                    aggregation_strategy=strategy,
+                    strategy,
                     embedding=scores["sentence_embedding"][row] if return_embeddings else None,
                 )
                 untagged_words += untagged
@@ -828,33 +851,46 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         Returns:
             `(tags, scores, untagged)`: one tag and its probability per word, and how many words had no sub-token.
         """
+        return self.decode_words_batch([(token_probs, word_ids, num_words)], aggregation_strategy)[0]
+
+    def decode_words_batch(self, sequences, aggregation_strategy="first"):
+        """`decode_words` for several sequences at once, each `(token_probs, word_ids, num_words)`: a list of
+        `(tags, scores, untagged)`. `bio_viterbi` decodes them in one batched pass."""
         strategy = self.check_aggregation_strategy(aggregation_strategy)
+        labels = self.config.token_labels
+        tagged_words, word_probs = zip(*(self._word_probs(*sequence, strategy) for sequence in sequences))
+        if self.config.token_decoding == "bio_viterbi":
+            all_tag_ids = bio_viterbi_batch([probs.clamp_min(1e-30).log() for probs in word_probs], tuple(labels))
+            all_best = [probs[range(len(ids)), ids].tolist() for probs, ids in zip(word_probs, all_tag_ids)]
+        else:
+            all_best, all_tag_ids = zip(*((values.tolist() for values in probs.max(-1)) for probs in word_probs))
+        decoded = []
+        for (_, _, num_words), tagged, tag_ids, best in zip(sequences, tagged_words, all_tag_ids, all_best):
+            tags, scores = ["O"] * num_words, [0.0] * num_words
+            for word, tag_id, score in zip(tagged, tag_ids, best):
+                tags[word], scores[word] = labels[tag_id], score
+            decoded.append((tags, scores, num_words - len(tagged)))
+        return decoded
+
+    def _word_probs(self, token_probs, word_ids, num_words, strategy):
+        """`(tagged, word_probs)`: the words that have a sub-token, and each one's tag distribution
+        `[len(tagged), n_token_labels]` read from its sub-tokens as `strategy` says."""
         positions = [[] for _ in range(num_words)]
         for position, word_id in enumerate(word_ids):
             if word_id is not None and word_id < num_words:
                 positions[word_id].append(position)
         tagged = [word for word, word_positions in enumerate(positions) if word_positions]
         token_probs = token_probs.float().cpu()
-        labels = self.config.token_labels
         if not tagged:
-            word_probs = token_probs.new_zeros(0, len(labels))
-        elif strategy in ("first", "none"):
+            return tagged, token_probs.new_zeros(0, len(self.config.token_labels))
+        if strategy in ("first", "none"):
             # One gather for all words: per-word tensor indexing made decoding ~6x slower.
-            word_probs = token_probs[[positions[word][0] for word in tagged]]
-        elif strategy == "average":
-            word_probs = torch.stack([token_probs[positions[word]].mean(0) for word in tagged])
-        else:  # "max": the sub-token with the most confident prediction
-            candidates = [token_probs[positions[word]] for word in tagged]
-            word_probs = torch.stack([probs[probs.max(-1).values.argmax()] for probs in candidates])
-        if self.config.token_decoding == "bio_viterbi":
-            tag_ids = bio_viterbi(word_probs.clamp_min(1e-30).log(), tuple(labels))
-            best = word_probs[range(len(tag_ids)), tag_ids].tolist()
-        else:
-            best, tag_ids = (values.tolist() for values in word_probs.max(-1))
-        tags, scores = ["O"] * num_words, [0.0] * num_words
-        for word, tag_id, score in zip(tagged, tag_ids, best):
-            tags[word], scores[word] = labels[tag_id], score
-        return tags, scores, num_words - len(tagged)
+            return tagged, token_probs[[positions[word][0] for word in tagged]]
+        if strategy == "average":
+            return tagged, torch.stack([token_probs[positions[word]].mean(0) for word in tagged])
+        # "max": the sub-token with the most confident prediction
+        candidates = [token_probs[positions[word]] for word in tagged]
+        return tagged, torch.stack([probs[probs.max(-1).values.argmax()] for probs in candidates])
 
     def decode_prediction(
         self,
@@ -871,7 +907,11 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         `(result, untagged_words)`."""
         strategy = self.check_aggregation_strategy(aggregation_strategy)
         tags, scores, untagged = self.decode_words(token_probs, word_ids, len(words), strategy)
-        if strategy == "none":
+        return self.prediction_result(text, offsets, tags, scores, sentence_probs, strategy, embedding), untagged
+
+    def prediction_result(self, text, offsets, tags, scores, sentence_probs, aggregation_strategy, embedding=None):
+        """One `predict` result from a text's decoded word tags and scores and its sentence probabilities."""
+        if aggregation_strategy == "none":
             entities = [
                 {
                     "entity": tag,
@@ -890,7 +930,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         result = {"label": self.config.sentence_labels[int(label_id)], "score": float(score), "entities": entities}
         if embedding is not None:
             result["embedding"] = embedding.float().cpu().tolist()
-        return result, untagged
+        return result
 
     def _warn_truncated(self, encoding, indices):
         truncated = [index for row, index in enumerate(indices) if encoding.encodings[row].overflowing]

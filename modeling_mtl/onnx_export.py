@@ -256,6 +256,9 @@ class OnnxMultiTaskModel:
     tokenize_words = MultiTaskModel.tokenize_words
     encoder_inputs = MultiTaskModel.encoder_inputs
     decode_words = MultiTaskModel.decode_words
+    decode_words_batch = MultiTaskModel.decode_words_batch
+    _word_probs = MultiTaskModel._word_probs
+    prediction_result = MultiTaskModel.prediction_result
     decode_prediction = MultiTaskModel.decode_prediction
     predict = MultiTaskModel.predict
 

@@ -14,7 +14,7 @@ from transformers import AutoModel, BertModel
 
 from conftest import SENTENCE_LABELS, SHARED_DATA, TOKEN_LABELS, is_valid_bio, needs_shared_data
 from modeling_mtl import MultiTaskModel, split_words
-from modeling_mtl.modeling_mtl import Pooling, bio_to_entities, bio_viterbi
+from modeling_mtl.modeling_mtl import Pooling, bio_to_entities, bio_viterbi, bio_viterbi_batch
 
 
 def batch(tokenizer, texts):
@@ -178,6 +178,22 @@ def test_bio_viterbi_finds_the_best_valid_sequence():
     assert bio_viterbi(torch.zeros(0, len(labels)), labels) == []
 
 
+def test_bio_viterbi_batch_decodes_each_sequence_as_alone():
+    labels = ("O", "B-A", "I-A", "B-B", "I-B", "I-C")  # I-C has no B-C: never valid
+    generator = torch.Generator().manual_seed(1)
+    sequences = [(3 * torch.randn(length, len(labels), generator=generator)).log_softmax(-1)
+                 for length in (4, 0, 1, 7, 3, 7, 0)]
+    decoded = bio_viterbi_batch(sequences, labels)
+    assert [len(path) for path in decoded] == [len(sequence) for sequence in sequences]
+    assert decoded == [bio_viterbi(sequence, labels) for sequence in sequences]
+    assert all(is_valid_bio([labels[i] for i in path]) and 5 not in path for path in decoded)
+    assert bio_viterbi_batch([], labels) == []
+
+
+def entity_key(entity):
+    return entity["entity_group"], entity["word"], entity["start"], entity["end"]
+
+
 def test_token_decoding_chooses_between_argmax_and_valid_bio(tiny_model):
     labels = tiny_model.config.token_labels
     probs = torch.full((5, len(labels)), 0.0)
@@ -207,6 +223,22 @@ def test_token_decoding_chooses_between_argmax_and_valid_bio(tiny_model):
         ]
     assert not all(validity["argmax", "first"])
     assert all(all(validity["bio_viterbi", strategy]) for strategy in ("first", "average", "max"))
+    # predict decodes a whole batch in one Viterbi pass: the same as each text on its own (scores up to the float
+    # noise of padding).
+    batched, alone = (tiny_model.predict(IRREGULAR_TEXTS, batch_size=size) for size in (8, 1))
+    assert [[entity_key(e) for e in result["entities"]] for result in batched] == [
+        [entity_key(e) for e in result["entities"]] for result in alone
+    ]
+    assert [e["score"] for r in batched for e in r["entities"]] == pytest.approx(
+        [e["score"] for r in alone for e in r["entities"]], abs=1e-5
+    )
+    batch = tiny_model.decode_words_batch(
+        [(token_probs[row], encoding.word_ids(row), len(words)) for row, words in enumerate(word_lists)], "average"
+    )
+    assert batch == [
+        tiny_model.decode_words(token_probs[row], encoding.word_ids(row), len(words), "average")
+        for row, words in enumerate(word_lists)
+    ]
 
 
 def test_bad_inputs_name_the_offending_index(tiny_model):
