@@ -12,6 +12,7 @@ nothing but `torch`, `transformers` and the standard library, and it makes no ne
     model.push_to_hub("me/my-model")         # the whole folder (and its model card) in one commit
 """
 
+import collections.abc
 import copy
 import functools
 import inspect
@@ -184,9 +185,11 @@ def _check_unicode(text, where):
 
 
 def _check_texts(texts, allow_words):
-    """Validate a batch of inputs; name the offending index in every error."""
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+    """Validate a batch of inputs (a list, tuple or other sequence, such as a `datasets` column) and return it as a
+    list; name the offending index in every error."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, collections.abc.Sequence):
         raise TypeError(f"expected a list of texts, got {type(texts).__name__}")
+    texts = list(texts)
     for index, item in enumerate(texts):
         if isinstance(item, str):
             _check_unicode(item, f"input {index}")
@@ -203,6 +206,7 @@ def _check_texts(texts, allow_words):
             continue
         expected = "a string or a list of word strings" if allow_words else "a string"
         raise TypeError(f"input {index} is {type(item).__name__} ({item!r}); expected {expected}")
+    return texts
 
 
 @dataclass
@@ -694,12 +698,12 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     ):
         """Sentence embeddings, as `SentenceTransformer.encode` computes them for the same encoder.
 
-        `sentences` is a string (one vector back) or a list of strings. Texts are batched longest first, which
+        `sentences` is a string (one vector back) or a list of strings (or another sequence, e.g. a `datasets`
+        column). Texts are batched longest first, which
         keeps padding small; `normalize_embeddings=None` follows `config.normalize_embeddings`.
         """
         single = isinstance(sentences, str)
-        texts = [sentences] if single else sentences
-        _check_texts(texts, allow_words=False)
+        texts = _check_texts([sentences] if single else sentences, allow_words=False)
         normalize = self.config.normalize_embeddings if normalize_embeddings is None else normalize_embeddings
         if show_progress_bar is None:
             show_progress_bar = len(texts) >= 1000
@@ -728,8 +732,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     def predict(self, texts, batch_size=32, return_embeddings=False, aggregation_strategy="first"):
         """Sentence label and entities for each text, from one encoder pass.
 
-        `texts` is a list of strings (split into words by `split_words`) or of pre-split word lists (joined with
-        single spaces, to which the offsets then refer). Each result is
+        `texts` is a list (or another sequence, e.g. a `datasets` column) of strings (split into words by
+        `split_words`) or of pre-split word lists (joined with single spaces, to which the offsets then refer). Each result is
         `{"label": str, "score": float, "entities": [{"entity_group", "score", "word", "start", "end"}]}` with
         `text[start:end] == word` (and `"embedding"` with `return_embeddings=True`). Words beyond
         `config.max_seq_length` tokens get no tag (a warning says how many).
@@ -740,7 +744,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         but `entities` lists every tagged word, `{"entity": "B-LOC", "score", "index", "word", "start", "end"}`,
         without grouping B-/I- words into entities).
         """
-        _check_texts(texts, allow_words=True)
+        texts = _check_texts(texts, allow_words=True)
         strategy = self.check_aggregation_strategy(aggregation_strategy)
         prepared = [self.prepare_text(item) for item in texts]
         order = sorted(range(len(prepared)), key=lambda index: -len(prepared[index][1]))

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import datasets
+import numpy
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -250,6 +252,15 @@ def test_bad_inputs_name_the_offending_index(tiny_model):
         tiny_model.predict(["ok", ["a", "b c"]])
     with pytest.raises(TypeError, match="expected a list of texts"):
         tiny_model.predict("not a list")
+    with pytest.raises(TypeError, match="expected a list of texts, got set"):
+        tiny_model.encode({"a", "b"})
+
+
+def test_predict_and_encode_take_a_datasets_column(tiny_model):
+    data = datasets.Dataset.from_dict({"text": ["fly to boston", "book a hotel"], "words": [["a", "b"], ["c"]]})
+    assert tiny_model.predict(data["text"]) == tiny_model.predict(["fly to boston", "book a hotel"])
+    assert tiny_model.predict(data["words"]) == tiny_model.predict([["a", "b"], ["c"]])
+    assert numpy.array_equal(tiny_model.encode(data["text"]), tiny_model.encode(["fly to boston", "book a hotel"]))
 
 
 def test_from_encoder_loads_the_encoder_weights_exactly(minilm_path):
