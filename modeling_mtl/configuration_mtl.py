@@ -78,6 +78,18 @@ def _check_labels(name: str, labels) -> list[str]:
     return list(labels)
 
 
+def _check_separator(separator, labels: list[str]) -> None:
+    if separator is None:
+        return
+    if not isinstance(separator, str) or not separator.strip():
+        raise ValueError(f"`sentence_label_separator` must be a non-blank string or None, got {separator!r}")
+    for index, label in enumerate(labels):
+        if not all(label.split(separator)):
+            raise ValueError(
+                f"`sentence_labels`[{index}] is {label!r}: split on {separator!r} it has an empty part"
+            )
+
+
 def _check_bio(labels: list[str]) -> None:
     if "O" not in labels:
         raise ValueError(f"`token_labels` must contain the outside tag 'O', got {labels}")
@@ -119,6 +131,11 @@ class MultiTaskConfig(PreTrainedConfig):
             token-classification pipeline does; can give invalid sequences such as `O I-x`) or `"bio_viterbi"` (the
             most likely tag sequence in which `I-x` only follows `B-x` or `I-x`). Used by `predict`, the
             `multitask` pipeline and evaluation.
+        sentence_label_separator (`str`, *optional*):
+            When set (e.g. `"#"` for ATIS's `atis_flight#atis_airfare`), a sentence label is read as the parts this
+            string separates, and the sentence head scores each distinct part: a label's logit is the sum of its
+            parts' scores plus a bias of its own. A combined label, rare in training, then shares what its parts
+            learn from their own examples. The labels, and what the model outputs, stay the same.
         max_seq_length (`int`, *optional*, defaults to 256):
             Longest input in tokens; longer inputs are truncated (with a warning).
         encoder_name_or_path (`str`, *optional*):
@@ -137,6 +154,7 @@ class MultiTaskConfig(PreTrainedConfig):
     sentence_loss_weight: float = 1.0
     token_loss_weight: float = 1.0
     token_decoding: str = "argmax"
+    sentence_label_separator: str | None = None
     max_seq_length: int = 256
     encoder_name_or_path: str | None = None
     auto_map: dict | None = None
@@ -157,6 +175,7 @@ class MultiTaskConfig(PreTrainedConfig):
             raise ValueError(f"`pooling_mode` is {self.pooling_mode!r}; choose one of {list(POOLING_MODES)}")
         if not 0.0 <= float(self.head_dropout) < 1.0:
             raise ValueError(f"`head_dropout` must be in [0, 1), got {self.head_dropout}")
+        _check_separator(self.sentence_label_separator, self.sentence_labels)
         if self.token_decoding not in TOKEN_DECODINGS:
             raise ValueError(f"`token_decoding` is {self.token_decoding!r}; choose one of {list(TOKEN_DECODINGS)}")
         for name in ("sentence_loss_weight", "token_loss_weight"):

@@ -589,13 +589,17 @@ def architecture_table(model):
     counts = _parameter_counts(model)
     layers = next((getattr(encoder, n) for n in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(encoder, n)), None)
     base = config.encoder_name_or_path or "–"
+    separator = getattr(config, "sentence_label_separator", None)
     rows = [
         ("Encoder", f"{encoder.model_type} from `{base}`: {layers} layers, hidden size {config.hidden_size}"),
         ("Parameters", f"{counts['total']:,} ({counts['encoder']:,} encoder, {counts['heads']:,} heads)"),
         ("Sentence embedding", f"{config.pooling_mode} pooling of the last hidden states"
          + (", L2-normalised" if config.normalize_embeddings else "") + f", {config.hidden_size} dimensions"),
         ("Sentence head", f"dropout {config.head_dropout} + linear {config.hidden_size} → "
-         f"{len(config.sentence_labels)} labels, on the pooled (not normalised) vector"),
+         + (f"{len(config.sentence_labels)} labels" if separator is None else
+            f"{len(model.sentence_head.classifier.weight)} label parts; a label's logit is the sum of its parts' plus "
+            f"a bias of its own (labels split on `{separator}`, {len(config.sentence_labels)} labels)")
+         + ", on the pooled (not normalised) vector"),
         ("Token head", f"dropout {config.head_dropout} + linear {config.hidden_size} → "
          f"{len(config.token_labels)} BIO tags, on every token; a word's tag is read at its first sub-token"
          + (", the sentence's tags decoded together as the best valid BIO sequence (`token_decoding: bio_viterbi`)"
@@ -737,8 +741,9 @@ def hyperparameter_table(model, training_args, data_args):
         if data_args is not None and getattr(data_args, name, None) is not None:
             rows.append((f"`{name}`", getattr(data_args, name)))
     for name in ("max_seq_length", "pooling_mode", "normalize_embeddings", "head_dropout", "sentence_loss_weight",
-                 "token_loss_weight", "token_decoding"):
-        rows.append((f"`{name}`", getattr(model.config, name)))
+                 "token_loss_weight", "token_decoding", "sentence_label_separator"):
+        if getattr(model.config, name, None) is not None:
+            rows.append((f"`{name}`", getattr(model.config, name)))
     return markdown_table(["hyper-parameter", "value"], rows)
 
 

@@ -276,14 +276,38 @@ class Pooling(nn.Module):
         return token_states[torch.arange(token_states.shape[0], device=token_states.device), last]
 
 
+def sentence_label_parts(config):
+    """`(parts, membership)` for `config.sentence_label_separator`: the distinct label parts in order of first
+    appearance, and for each sentence label a 0/1 row saying which parts it is made of. `None` without a separator."""
+    separator = config.sentence_label_separator
+    if separator is None:
+        return None
+    split = [label.split(separator) for label in config.sentence_labels]
+    parts = list(dict.fromkeys(part for label_parts in split for part in label_parts))
+    return parts, [[float(part in label_parts) for part in parts] for label_parts in split]
+
+
 class SentenceHead(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.dropout = nn.Dropout(config.head_dropout)
-        self.classifier = nn.Linear(config.hidden_size, len(config.sentence_labels))
+        composition = sentence_label_parts(config)
+        if composition is None:
+            self.classifier = nn.Linear(config.hidden_size, len(config.sentence_labels))
+            self.membership = None
+            self.register_parameter("label_bias", None)
+        else:
+            parts, self.membership = composition
+            self.classifier = nn.Linear(config.hidden_size, len(parts))
+            self.label_bias = nn.Parameter(torch.zeros(len(config.sentence_labels)))
 
     def forward(self, pooled):
-        return self.classifier(self.dropout(pooled))
+        logits = self.classifier(self.dropout(pooled))
+        if self.membership is None:
+            return logits
+        # A plain list, not a buffer: rebuilt from the config, never saved, never left on the meta device.
+        membership = torch.tensor(self.membership, dtype=logits.dtype, device=logits.device)
+        return logits @ membership.T + self.label_bias
 
 
 class TokenHead(nn.Module):
@@ -329,6 +353,8 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             std = getattr(self.config.encoder_config, "initializer_range", 0.02)
             nn.init.normal_(module.weight, mean=0.0, std=std)
             nn.init.zeros_(module.bias)
+        elif isinstance(module, SentenceHead) and module.label_bias is not None:
+            nn.init.zeros_(module.label_bias)
 
 
 class MultiTaskModel(MultiTaskPreTrainedModel):

@@ -58,10 +58,19 @@ class ModelArguments:
         },
     )
 
+    sentence_label_separator: str | None = field(
+        default=None,
+        metadata={
+            "help": "Read sentence labels as parts joined by this string (e.g. '#' for ATIS's "
+            "atis_flight#atis_airfare): the sentence head scores each part, and a label's logit is the sum of its "
+            "parts' scores plus its own bias, so a rare combined label shares what its parts learn."
+        },
+    )
+
     def config_overrides(self) -> dict:
         """The MultiTaskConfig fields set here (None means: keep the encoder's own setting)."""
         names = ("pooling_mode", "normalize_embeddings", "max_seq_length", "head_dropout", "sentence_loss_weight",
-                 "token_loss_weight", "token_decoding")
+                 "token_loss_weight", "token_decoding", "sentence_label_separator")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 

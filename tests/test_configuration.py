@@ -30,6 +30,9 @@ def make(**overrides):
         (dict(head_dropout=1.5), "`head_dropout` must be in [0, 1)"),
         (dict(token_decoding="crf"), "`token_decoding` is 'crf'; choose one of ['argmax', 'bio_viterbi']"),
         (dict(token_loss_weight=-1.0), "`token_loss_weight` must be >= 0"),
+        (dict(sentence_label_separator=" "), "`sentence_label_separator` must be a non-blank string or None"),
+        (dict(sentence_labels=["a", "a##b"], sentence_label_separator="#"),
+         "`sentence_labels`[1] is 'a##b': split on '#' it has an empty part"),
         (dict(max_seq_length=1024), "exceeds the encoder's max_position_embeddings (512)"),
     ],
 )
@@ -49,13 +52,13 @@ def test_label_maps_follow_the_label_lists():
 
 def test_json_round_trip_keeps_everything(tmp_path):
     config = make(pooling_mode="cls", normalize_embeddings=False, token_loss_weight=0.5, max_seq_length=128,
-                  token_decoding="bio_viterbi")
+                  token_decoding="bio_viterbi", sentence_label_separator="#")
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, MultiTaskConfig)
     assert isinstance(loaded.encoder_config, BertConfig) and loaded.encoder_config.hidden_size == 32
     for name in ("sentence_labels", "token_labels", "pooling_mode", "normalize_embeddings", "token_loss_weight",
-                 "max_seq_length", "token_decoding", "id2label"):
+                 "max_seq_length", "token_decoding", "sentence_label_separator", "id2label"):
         assert getattr(loaded, name) == getattr(config, name), name
     assert loaded.auto_map["AutoModelForTokenClassification"] == "modeling_mtl.MultiTaskForTokenClassification"
 

@@ -174,3 +174,13 @@ def test_a_card_without_a_run_and_with_a_hub_encoder(tiny_model, tmp_path):
     assert hub_base_model("/abs/folder") is None and hub_base_model("./x") is None
     assert find_template().name == "model_card.md"
 
+
+
+def test_the_card_describes_a_head_that_scores_label_parts(make_tiny_model, tmp_path):
+    model = make_tiny_model(sentence_labels=["flight", "airfare", "flight#airfare"], sentence_label_separator="#")
+    model.save_pretrained(tmp_path / "parts")
+    args = TrainingArguments(output_dir=str(tmp_path / "unused"), report_to="none")
+    text = write_model_card(tmp_path / "parts", model, args).read_text(encoding="utf-8")
+    assert "2 label parts; a label's logit is the sum of its parts' plus a bias of its own" in text
+    assert "(labels split on `#`, 3 labels)" in text
+    assert re.search(r"\| `sentence_label_separator` \| # \|", text)

@@ -303,6 +303,33 @@ def test_save_writes_a_complete_folder_and_reloads(tiny_model, tokenizer, tmp_pa
     assert set(os.listdir(tmp_path / "model")) == names
 
 
+def test_a_combined_sentence_label_scores_as_the_sum_of_its_parts(make_tiny_model, tokenizer, tmp_path):
+    labels = ["flight", "airfare", "flight#airfare", "city"]
+    model = make_tiny_model(sentence_labels=labels, sentence_label_separator="#")
+    head = model.sentence_head
+    assert head.classifier.out_features == 3 and head.label_bias.shape == (4,)  # parts: flight, airfare, city
+    with torch.no_grad():
+        head.label_bias.copy_(torch.tensor([0.1, 0.2, -0.3, 0.4]))
+    inputs = batch(tokenizer, ["flights and fares to boston", "list la"])
+    outputs = model(**inputs)
+    parts = head.classifier(model.pooling(outputs.last_hidden_state, inputs["attention_mask"]))
+    expected = torch.stack([parts[:, 0], parts[:, 1], parts[:, 0] + parts[:, 1], parts[:, 2]], 1)
+    assert torch.allclose(outputs.sentence_logits, expected + head.label_bias, atol=1e-6)
+    # The combined label trains its parts' weights: what it learns is shared with "flight" and "airfare".
+    model.train()
+    model(**inputs, sentence_labels=torch.tensor([2, 2])).loss.backward()
+    gradient_norms = head.classifier.weight.grad.norm(dim=1)
+    assert gradient_norms[0] > 0 and gradient_norms[1] > 0
+    model.eval()
+    model.save_pretrained(tmp_path / "model")
+    loaded = AutoModel.from_pretrained(tmp_path / "model")
+    assert loaded.config.sentence_label_separator == "#"
+    assert torch.equal(loaded(**inputs).sentence_logits, model(**inputs).sentence_logits)
+    assert [result["label"] for result in loaded.predict(["flights and fares to boston"])] == [
+        labels[int(outputs.sentence_logits[0].argmax())]
+    ]
+
+
 def test_an_interrupted_save_never_leaves_a_folder_that_half_loads(tiny_model, tmp_path, monkeypatch):
     target = tmp_path / "model"
     tiny_model.save_pretrained(target)
@@ -378,7 +405,9 @@ def run_clean_client(folder, out):
     return load_file(out / "tensors.safetensors"), json.loads((out / "pipelines.json").read_text())
 
 
-def test_clean_client_loads_the_folder_with_trust_remote_code(tiny_model, tokenizer, tmp_path):
+@pytest.mark.parametrize("separator", [None, "#"])  # "#": the sentence head that scores label parts
+def test_clean_client_loads_the_folder_with_trust_remote_code(make_tiny_model, tokenizer, tmp_path, separator):
+    tiny_model = make_tiny_model(sentence_label_separator=separator)
     force_tags(tiny_model, "B-LOC")
     with torch.no_grad():
         tiny_model.token_head.classifier.weight.normal_()  # keep it deterministic but not constant

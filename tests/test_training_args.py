@@ -14,7 +14,8 @@ def write(tmp_path, text, name="run.yaml"):
 
 
 def test_yaml_values_and_overrides(tmp_path):
-    path = write(tmp_path, "data_dir: data/demo\nnum_train_epochs: 3\nlearning_rate: 1.0e-4\nsave_strategy: no\neval_strategy: no\n")
+    path = write(tmp_path, "data_dir: data/demo\nnum_train_epochs: 3\nlearning_rate: 1.0e-4\nsave_strategy: no\neval_strategy: no\n"
+                         "sentence_label_separator: '#'   # quoted: a bare # starts a YAML comment\n")
     model, data, training = parse_arguments([path, "--num_train_epochs", "2", "--pooling_mode=cls", "--use_cpu"])
     assert data.data_dir == "data/demo"
     assert training.num_train_epochs == 2 and training.learning_rate == 1e-4
@@ -23,6 +24,7 @@ def test_yaml_values_and_overrides(tmp_path):
     assert model.pooling_mode == "cls" and model.config_overrides() == {
         "pooling_mode": "cls", "head_dropout": 0.1, "sentence_loss_weight": 1.0, "token_loss_weight": 1.0,
         "token_decoding": "bio_viterbi",  # the training default
+        "sentence_label_separator": "#",
     }
     assert training.label_names == ["sentence_labels", "token_labels"]
 
