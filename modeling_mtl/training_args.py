@@ -61,9 +61,10 @@ class ModelArguments:
     sentence_label_separator: str | None = field(
         default=None,
         metadata={
-            "help": "Read sentence labels as parts joined by this string (e.g. '#' for ATIS's "
-            "atis_flight#atis_airfare): the sentence head scores each part, and a label's logit is the sum of its "
-            "parts' scores plus its own bias, so a rare combined label shares what its parts learn."
+            "help": "Read sentence labels as parts joined by this string (e.g. '#' for ATIS's atis_flight#atis_airfare; "
+            "quote it in YAML, where a bare # starts a comment): the sentence head scores each part, and a label's "
+            "logit is the sum of its parts' scores plus its own bias, so a rare combined label shares what its parts "
+            "learn."
         },
     )
 
@@ -289,7 +290,10 @@ def _parse_overrides(arguments: list[str]) -> dict:
                 value, index = arguments[index + 1], index + 1
             else:
                 value = "true"
-        overrides[key.replace("-", "_")] = _load_yaml(value) if value != "" else ""
+        parsed = _load_yaml(value) if value != "" else ""
+        if parsed is None and value.strip() not in ("null", "Null", "NULL", "~"):
+            parsed = value  # YAML reads "#" (e.g. --sentence_label_separator '#') as a comment: keep the text
+        overrides[key.replace("-", "_")] = parsed
         index += 1
     return overrides
 

@@ -29,6 +29,12 @@ def test_yaml_values_and_overrides(tmp_path):
     assert training.label_names == ["sentence_labels", "token_labels"]
 
 
+def test_a_hash_on_the_command_line_is_a_value_not_a_comment(tmp_path):
+    path = write(tmp_path, "data_dir: data/demo\n")
+    model, _, _ = parse_arguments([path, "--sentence_label_separator", "#", "--pooling_mode", "null"])
+    assert model.sentence_label_separator == "#" and model.pooling_mode is None
+
+
 def test_json_config_and_sources(tmp_path):
     path = write(tmp_path, json.dumps({"sources": [{"data_dir": "a"}, {"data_dir": "b", "data_format": "sst2"}]}),
                  "run.json")
