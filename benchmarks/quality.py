@@ -4,7 +4,8 @@
     python benchmarks/quality.py --seeds 1 2 3 --config configuration/atis.yaml --num_train_epochs 12
 
 Each seed is a full `train_mtl.py` run; the checkpoint is chosen on dev (`metric_for_best_model` of the run file),
-never on test. Results go to benchmarks/results/quality.json (per seed and aggregated) and a markdown table.
+never on test; each run records that best dev figure and its step. Results go to benchmarks/results/quality.json
+(per seed and aggregated) and a markdown table.
 JointBERT's published rows pick the best epoch on test, so they are optimistic.
 """
 
@@ -56,7 +57,10 @@ def main():
         train([args.config, "--seed", str(seed), "--output_dir", str(output_dir), *overrides])
         minutes = (time.perf_counter() - start) / 60
         results = json.loads((output_dir / "all_results.json").read_text())
-        runs.append({"seed": seed, "minutes": round(minutes, 1), **{k: 100 * results[v] for k, v in METRICS.items()}})
+        state = json.loads((output_dir / "trainer_state.json").read_text())
+        runs.append({"seed": seed, "minutes": round(minutes, 1), **{k: 100 * results[v] for k, v in METRICS.items()},
+                     # what chose the checkpoint: the run file's metric_for_best_model on dev, and where it peaked
+                     "best dev metric": 100 * state["best_metric"], "best step": state.get("best_global_step")})
         print(json.dumps(runs[-1]))
         summary = write_record(args, overrides, runs)  # after every seed: an interrupted run keeps what it measured
     print("\n| model | intent accuracy | slot F1 | exact match |\n|---|---|---|---|")
