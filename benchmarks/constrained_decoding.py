@@ -17,6 +17,7 @@ import argparse
 import io
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -78,7 +79,7 @@ def main(argv=None):
         }
         results[folder]["predict"] = predict_throughput(folder, texts, args.repeats)
         print(folder, json.dumps(results[folder]), flush=True)
-    record = {"command": "python benchmarks/constrained_decoding.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    record = {"command": "python benchmarks/constrained_decoding.py " + shlex.join(sys.argv[1:] if argv is None else argv),
               "results": results}
     Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
     return record

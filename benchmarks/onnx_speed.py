@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -75,7 +76,7 @@ def same_prediction(ours, reference):
 def main(argv=None):
     args = parse_args(argv)
     report = {
-        "command": "python benchmarks/onnx_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python benchmarks/onnx_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": machine_facts(),
         "settings": vars(args),
     }

@@ -12,6 +12,7 @@ JointBERT's published rows pick the best epoch on test, so they are optimistic.
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -36,7 +37,7 @@ def write_record(args, overrides, runs):
                "std": round(statistics.stdev(r[name] for r in runs), 2) if len(runs) > 1 else 0.0}
         for name in METRICS
     }
-    record = {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]), "config": args.config,
+    record = {"command": "python benchmarks/quality.py " + shlex.join(sys.argv[1:]), "config": args.config,
               "overrides": overrides, "seeds_planned": args.seeds, "runs": runs, "summary": summary}
     Path(args.result).write_text(json.dumps(record, indent=2) + "\n")
     return summary

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -205,7 +206,7 @@ def main():
     data = (raw, encoded, sentence_labels, token_labels, sts_pairs)
 
     report = {
-        "command": "python benchmarks/regimes.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/regimes.py " + shlex.join(sys.argv[1:]),
         "data": "ATIS (../shared/data/atis): train %d, test %d; STS-benchmark test %d pairs"
         % (len(encoded["train"]), len(encoded["test"]), len(sts_pairs)),
         "budget": f"{args.epochs:g} epochs per regime (a regime of two stages gives each half), batch "

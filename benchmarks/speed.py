@@ -51,6 +51,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -1181,7 +1182,7 @@ def main(argv=None):
 
     started = time.perf_counter()
     report = {
-        "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python benchmarks/speed.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": machine_facts(),
         "code": code_facts(),
         "settings": {k: v for k, v in vars(args).items() if not k.startswith("memory_worker")},

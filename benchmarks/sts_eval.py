@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ def main():
     score = sts_spearman(model, pairs)
     result = {"model": args.model or DEFAULT_ENCODER, "split": args.split, "pairs": len(pairs),
               "spearman": round(score, 2), "seconds": round(time.perf_counter() - start, 1),
-              "command": "python benchmarks/sts_eval.py " + " ".join(sys.argv[1:])}
+              "command": "python benchmarks/sts_eval.py " + shlex.join(sys.argv[1:])}
     print(json.dumps(result, indent=2))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
