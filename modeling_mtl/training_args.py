@@ -262,6 +262,20 @@ def _matches(value, annotation) -> bool:
     return True
 
 
+# Keys whose natural value is "#": a bare `key: #` is YAML for "no value" plus a comment, never what was meant.
+HASH_VALUED_KEYS = ("sentence_label_separator",)
+
+
+def _check_bare_hashes(path: Path, text: str, values: dict):
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = re.match(r"(\w+):\s+#", line)
+        if match and match.group(1) in HASH_VALUED_KEYS and values.get(match.group(1), "") is None:
+            raise ValueError(
+                f"{path}, line {number}: `{line.strip()}` gives {match.group(1)} no value (YAML reads # after a space "
+                f"as a comment); write {match.group(1)}: '#' (quoted), or null for none"
+            )
+
+
 def _read_config_file(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"run configuration {path} not found")
@@ -274,6 +288,8 @@ def _read_config_file(path: Path) -> dict:
         return {}
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
+    if path.suffix != ".json":
+        _check_bare_hashes(path, text, values)
     return values
 
 

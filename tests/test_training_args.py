@@ -1,6 +1,7 @@
 """Run configuration: YAML/JSON files, --key value overrides, and clear errors for unknown keys or wrong types."""
 
 import json
+import re
 
 import pytest
 
@@ -33,6 +34,19 @@ def test_a_hash_on_the_command_line_is_a_value_not_a_comment(tmp_path):
     path = write(tmp_path, "data_dir: data/demo\n")
     model, _, _ = parse_arguments([path, "--sentence_label_separator", "#", "--pooling_mode", "null"])
     assert model.sentence_label_separator == "#" and model.pooling_mode is None
+
+
+@pytest.mark.parametrize("line", ["sentence_label_separator: #", "sentence_label_separator:   # ATIS's separator"])
+def test_a_bare_hash_in_a_run_file_is_refused_with_its_line(tmp_path, line):
+    path = write(tmp_path, f"data_dir: data/demo\n{line}\n")
+    with pytest.raises(ValueError, match=rf"run.yaml, line 2: `{re.escape(line)}` gives sentence_label_separator no value"):
+        parse_arguments([path])
+
+
+def test_a_null_separator_in_a_run_file_is_accepted(tmp_path):
+    path = write(tmp_path, "data_dir: data/demo\nsentence_label_separator: null   # no combined labels\n")
+    model, _, _ = parse_arguments([path])
+    assert model.sentence_label_separator is None
 
 
 def test_json_config_and_sources(tmp_path):
