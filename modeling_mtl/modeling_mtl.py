@@ -209,6 +209,13 @@ def _check_texts(texts, allow_words):
     return texts
 
 
+def longest_first_batches(lengths, batch_size):
+    """Input indices in batches of `batch_size`, longest input first: inputs of similar length share a batch, so
+    dynamic padding stays small."""
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 @dataclass
 class MultiTaskModelOutput(ModelOutput):
     r"""
@@ -733,20 +740,20 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         normalize = self.config.normalize_embeddings if normalize_embeddings is None else normalize_embeddings
         if show_progress_bar is None:
             show_progress_bar = len(texts) >= 1000
-        order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
+        batches = longest_first_batches([len(text) for text in texts], batch_size)
         was_training = self.training
         self.eval()
         chunks = []
-        for start in tqdm(range(0, len(texts), batch_size), desc="Batches", disable=not show_progress_bar):
-            batch = [texts[index].strip() for index in order[start : start + batch_size]]
-            encoding = self._tokenize(batch)
-            self._warn_truncated(encoding, [index for index in order[start : start + batch_size]])
+        for indices in tqdm(batches, desc="Batches", disable=not show_progress_bar):
+            encoding = self._tokenize([texts[index].strip() for index in indices])
+            self._warn_truncated(encoding, indices)
             states = self._run_encoder(**self.encoder_inputs(encoding)).last_hidden_state
             pooled = self.pooling(states, encoding["attention_mask"])
             chunks.append(F.normalize(pooled, p=2, dim=1) if normalize else pooled)
         self.train(was_training)
         hidden = self.config.hidden_size
         embeddings = torch.cat(chunks) if chunks else torch.empty(0, hidden, device=self.device)
+        order = [index for indices in batches for index in indices]
         embeddings = embeddings[torch.tensor(sorted(range(len(order)), key=order.__getitem__), dtype=torch.long)]
         if single:
             embeddings = embeddings[0]
@@ -773,13 +780,11 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         texts = _check_texts(texts, allow_words=True)
         strategy = self.check_aggregation_strategy(aggregation_strategy)
         prepared = [self.prepare_text(item) for item in texts]
-        order = sorted(range(len(prepared)), key=lambda index: -len(prepared[index][1]))
         results = [None] * len(prepared)
         untagged_words = 0
         was_training = self.training
         self.eval()
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
+        for indices in longest_first_batches([len(words) for _, words, _ in prepared], batch_size):
             encoding = self.tokenize_words([prepared[index][1] for index in indices])
             self._warn_truncated(encoding, indices)
             scores = self.score_batch(self.encoder_inputs(encoding))
@@ -825,8 +830,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
     @staticmethod
     def check_inputs(texts, allow_words=True):
-        """Validate a batch of inputs (strings, or pre-split word lists when `allow_words`), naming the bad index."""
-        _check_texts(texts, allow_words=allow_words)
+        """Validate a batch of inputs (strings, or pre-split word lists when `allow_words`), naming the bad index;
+        return them as a list."""
+        return _check_texts(texts, allow_words=allow_words)
 
     @staticmethod
     def prepare_text(item):

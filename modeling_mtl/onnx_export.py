@@ -31,7 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_mtl import MultiTaskConfig
-from .modeling_mtl import MultiTaskModel, MultiTaskModelOutput, _forward_parameters, _move_into_place
+from .modeling_mtl import (
+    MultiTaskModel,
+    MultiTaskModelOutput,
+    _forward_parameters,
+    _move_into_place,
+    longest_first_batches,
+)
 
 
 ONNX_NAME = "model.onnx"
@@ -226,13 +232,10 @@ class OnnxMultiTaskModel:
     def encode(self, sentences, batch_size=32, normalize_embeddings=None):
         """Sentence embeddings (numpy), as `MultiTaskModel.encode` returns them."""
         single = isinstance(sentences, str)
-        texts = [sentences] if single else list(sentences)
-        MultiTaskModel.check_inputs(texts, allow_words=False)
+        texts = MultiTaskModel.check_inputs([sentences] if single else sentences, allow_words=False)
         normalize = self.config.normalize_embeddings if normalize_embeddings is None else normalize_embeddings
-        order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
         vectors = [None] * len(texts)
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
+        for indices in longest_first_batches([len(text) for text in texts], batch_size):
             encoding = self._tokenize([texts[index].strip() for index in indices])
             self._warn_truncated(encoding, indices)
             # The graph's embedding follows config.normalize_embeddings; the raw pooled vector is not an output.

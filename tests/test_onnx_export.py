@@ -51,6 +51,16 @@ def test_float32_graph_predicts_and_encodes_like_the_pytorch_model(exported):
     assert onnx_model.encode("hello").shape == (model.config.hidden_size,)
 
 
+def test_onnx_encode_checks_its_inputs_as_the_pytorch_model_does(exported):
+    model, folder = exported
+    onnx_model = OnnxMultiTaskModel.from_folder(folder)
+    assert np.abs(onnx_model.encode(tuple(TEXTS)) - model.encode(list(TEXTS))).max() < 1e-5
+    with pytest.raises(TypeError, match="expected a list of texts, got set"):
+        onnx_model.encode(set(TEXTS))
+    with pytest.raises(TypeError, match="input 1 is int"):
+        onnx_model.encode(["hello", 3])
+
+
 def test_int8_graph_runs_and_stays_close(exported):
     model, folder = exported
     onnx_model = OnnxMultiTaskModel.from_folder(folder, quantized=True)
