@@ -61,7 +61,7 @@ def main():
         state = json.loads((output_dir / "trainer_state.json").read_text())
         runs.append({"seed": seed, "minutes": round(minutes, 1), **{k: 100 * results[v] for k, v in METRICS.items()},
                      # what chose the checkpoint: the run file's metric_for_best_model on dev, and where it peaked
-                     "best dev metric": 100 * state["best_metric"], "best step": state.get("best_global_step")})
+                     "best dev metric": round(100 * state["best_metric"], 4), "best step": state.get("best_global_step")})
         print(json.dumps(runs[-1]))
         summary = write_record(args, overrides, runs)  # after every seed: an interrupted run keeps what it measured
     print("\n| model | intent accuracy | slot F1 | exact match |\n|---|---|---|---|")
