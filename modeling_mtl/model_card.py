@@ -711,6 +711,12 @@ def _policy_summary(model, args):
     smoothing = getattr(args, "label_smoothing_factor", 0.0) or 0.0
     if smoothing > 0:
         lines.append(f"Both tasks' cross-entropy label-smoothed with ε = {_format(smoothing)} (the logged losses are not).")
+    ema_decay = getattr(args, "ema_decay", None)
+    if ema_decay is not None:
+        lines.append(
+            f"Weights published: an exponential moving average of the trained weights (decay {_format(ema_decay)}), "
+            "which was also what evaluation saw and the best checkpoint was chosen on."
+        )
     sampling = getattr(args, "task_sampling", None)
     if sampling and sampling != "none":
         temperature = getattr(args, "task_sampling_temperature", None)

@@ -15,6 +15,8 @@
 - `label_smoothing_factor` (a standard `TrainingArguments` field, which `Trainer` applies only to a `labels` input)
   smooths both tasks' optimised cross-entropy; the logged task losses and the evaluation loss stay unsmoothed, so they
   remain comparable between runs.
+- `ema_decay` evaluates, checkpoints and saves an exponential moving average of the weights
+  (`modeling_mtl/weight_averaging.py`); the weights being trained are checkpointed beside it for resuming.
 """
 
 import json
@@ -23,6 +25,7 @@ import math
 import os
 
 import datasets
+import safetensors.torch
 import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_optimizer import is_optimizer_factory
@@ -30,6 +33,7 @@ from transformers.trainer_optimizer import is_optimizer_factory
 from .metrics import preprocess_logits_for_metrics
 from .modeling_mtl import _summed_cross_entropy
 from .transfer import TaskSampler, TransferPlan, UncertaintyWeighting, UnfreezingCallback
+from .weight_averaging import TRAINING_WEIGHTS_NAME, WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,15 @@ class _ClearGradients(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.module.zero_grad(set_to_none=True)
+
+
+class _UpdateWeightAverage(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        if self.trainer.weight_average is not None:
+            self.trainer.weight_average.update(state.global_step)
 
 
 class MultiTaskTrainer(Trainer):
@@ -76,6 +89,13 @@ class MultiTaskTrainer(Trainer):
                     "unset): the encoder layers that are still frozen take no part in the backward pass"
                 )
             self.add_callback(UnfreezingCallback(self.transfer))
+        # Built when training starts (from the weights it starts with); None outside train().
+        self.weight_average = None
+        self.ema_decay = getattr(self.args, "ema_decay", None)
+        if self.ema_decay is not None:
+            if self.model_init is not None:
+                raise ValueError("ema_decay needs a fixed model: it cannot follow a model that model_init rebuilds")
+            self.add_callback(_UpdateWeightAverage(self))
 
     # ------------------------------------------------------------------ training set-up
 
@@ -86,7 +106,24 @@ class MultiTaskTrainer(Trainer):
                 "train. A fully frozen model is a feature extractor: run trainer.evaluate() / trainer.predict(), or "
                 "model.encode() / model.predict(); to train, choose freeze: none, encoder, sentence_head or token_head."
             )
-        return super().train(*args, **kwargs)
+        if self.ema_decay is None:
+            return super().train(*args, **kwargs)
+        self.weight_average = WeightAverage(self.model, self.ema_decay)
+        try:
+            output = super().train(*args, **kwargs)
+            # With load_best_model_at_end the model now holds the best checkpoint's model file: an average already.
+            if not (self.args.load_best_model_at_end and self.state.best_model_checkpoint is not None):
+                self.weight_average.copy_to_model()
+        finally:
+            self.weight_average = None
+        return output
+
+    def evaluate(self, *args, **kwargs):
+        """During training with `ema_decay`, evaluate the weight average (so it also picks the best checkpoint)."""
+        if self.weight_average is None:
+            return super().evaluate(*args, **kwargs)
+        with self.weight_average.in_model():
+            return super().evaluate(*args, **kwargs)
 
     def create_optimizer(self, model=None):
         """Parameter groups from the transfer plan (heads, encoder or encoder layers with their learning rates, each
@@ -156,8 +193,20 @@ class MultiTaskTrainer(Trainer):
 
     # ------------------------------------------------------------------ checkpoints (training-only state)
 
+    def _save_checkpoint(self, model, trial):
+        """With `ema_decay`, a checkpoint's model file is the weight average; `_save_optimizer_and_scheduler` writes
+        the weights being trained next to the optimizer state."""
+        if self.weight_average is None:
+            return super()._save_checkpoint(model, trial)
+        with self.weight_average.in_model():
+            return super()._save_checkpoint(model, trial)
+
     def _save_optimizer_and_scheduler(self, output_dir):
         super()._save_optimizer_and_scheduler(output_dir)
+        if self.weight_average is not None and self.args.should_save:
+            path = os.path.join(output_dir, TRAINING_WEIGHTS_NAME)
+            safetensors.torch.save_file(self.weight_average.training_weights(), path + ".tmp")
+            os.replace(path + ".tmp", path)
         if self.loss_weighting is not None and self.args.should_save:
             state = {
                 "tasks": list(self.loss_weighting.tasks),
@@ -168,6 +217,8 @@ class MultiTaskTrainer(Trainer):
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            self._load_training_weights(checkpoint)
         if checkpoint is None or self.loss_weighting is None:
             return
         path = os.path.join(checkpoint, LOSS_WEIGHTING_NAME)
@@ -184,6 +235,36 @@ class MultiTaskTrainer(Trainer):
         with torch.no_grad():
             self.loss_weighting.log_variances.copy_(torch.tensor(state["log_variances"], dtype=torch.float32))
         logger.info(f"uncertainty log-variances restored from {path}: {self.loss_weighting.log_values()}")
+
+    def _load_training_weights(self, checkpoint):
+        """A checkpoint written with `ema_decay` holds the average as its model file (now loaded in the model) and
+        the weights being trained in TRAINING_WEIGHTS_NAME: the average restarts from the former, training continues
+        from the latter (also when this run averages no more)."""
+        path = os.path.join(checkpoint, TRAINING_WEIGHTS_NAME)
+        if not os.path.isfile(path):
+            if self.weight_average is not None:
+                logger.warning(f"{path} not found (a checkpoint written without ema_decay): the weight average "
+                               "restarts from the checkpoint's weights")
+                self.weight_average.restart_from_model()
+            return
+        if self.weight_average is not None:
+            self.weight_average.restart_from_model()
+        weights = safetensors.torch.load_file(path)
+        parameters = {name: p for name, p in self.model.named_parameters() if p.dtype.is_floating_point}
+        if set(weights) != set(parameters):
+            missing, unexpected = sorted(set(parameters) - set(weights)), sorted(set(weights) - set(parameters))
+            raise ValueError(
+                f"{path} does not fit this model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+            )
+        with torch.no_grad():
+            for name, parameter in parameters.items():
+                if weights[name].shape != parameter.shape:
+                    raise ValueError(
+                        f"{path}: {name} has shape {tuple(weights[name].shape)}, the model's {tuple(parameter.shape)}"
+                    )
+                parameter.copy_(weights[name])
+        logger.info(f"training weights restored from {path}")
 
     # ------------------------------------------------------------------ loss
 

@@ -195,7 +195,18 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=2.0, metadata={"help": "T of task_sampling: temperature (1 = proportional, larger = flatter)."}
     )
 
+    ema_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Keep an exponential moving average of the weights with this decay (e.g. 0.99; null: none) and "
+            "use it for evaluation, checkpoint choice and the saved model; the decay ramps up as (1+t)/(10+t) over "
+            "the first steps. Checkpoints keep the weights being trained too, so resuming is exact."
+        },
+    )
+
     def __post_init__(self):
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay={self.ema_decay}: give a decay strictly between 0 and 1 (e.g. 0.99), or null")
         # Without an accelerator, run as a CPU job: this is what makes several processes (accelerate's multi-GPU
         # launcher, torchrun) form a real DDP group over gloo, and what lets bf16 autocast run on the CPU.
         if not self.use_cpu and not torch.accelerator.is_available():

@@ -37,7 +37,7 @@ def dataset(tokenizer, examples=EXAMPLES):
     return encoded["train"]
 
 
-def trainer_for(model, tokenizer, train, tmp_path, **overrides):
+def trainer_for(model, tokenizer, train, tmp_path, eval_dataset=None, **overrides):
     settings = dict(
         output_dir=str(tmp_path / "out"),
         eval_strategy="no",
@@ -53,6 +53,7 @@ def trainer_for(model, tokenizer, train, tmp_path, **overrides):
         model=model,
         args=MultiTaskTrainingArguments(**settings),
         train_dataset=train,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         data_collator=MultiTaskCollator(tokenizer),
     )
