@@ -21,11 +21,14 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants
 
+from .weight_averaging import TRAINING_WEIGHTS_NAME
+
 logger = logging.getLogger(__name__)
 
 # Never uploaded: training state, pickles and run by-products. Folders: checkpoints, logs, caches.
 EXCLUDED_FILES = (
     "training_args.bin",
+    TRAINING_WEIGHTS_NAME,  # ema_decay: the weights being trained, next to their published average
     "trainer_state.json",
     "train_results.json",
     "eval_results.json",
