@@ -8,7 +8,7 @@
 Here the run's Hub settings (`push_to_hub`, `hub_model_id`, `hub_private_repo`, `hub_token`, `hub_revision`) are
 taken out of the training arguments, and at the end ONE `huggingface_hub` commit uploads the files of the model
 folder that a user needs (see `files_to_push`). The token is only handed to `huggingface_hub`: it is never logged,
-and it is removed from the training arguments so that `training_args.bin` does not carry it either.
+and it is removed from the training arguments so that the saved `training_args.json` does not carry it either.
 
 The endpoint is `huggingface_hub.constants.ENDPOINT` (`HF_ENDPOINT`), read when a push starts.
 """
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 # Never uploaded: training state, pickles and run by-products. Folders: checkpoints, logs, caches.
 EXCLUDED_FILES = (
     "training_args.bin",
+    "training_args.json",
     TRAINING_WEIGHTS_NAME,  # ema_decay: the weights being trained, next to their published average
     "trainer_state.json",
     "train_results.json",
@@ -86,7 +87,7 @@ def _excluded(name, patterns):
 def files_to_push(folder):
     """The files of a model folder that go to the Hub, as sorted POSIX paths relative to `folder`: the model
     (weights, config, tokenizer, code files), the sentence-transformers files, the card and its plots,
-    `all_results.json`; not checkpoints, `training_args.bin`, the trainer state or predictions."""
+    `all_results.json`; not checkpoints, the training arguments, the trainer state or predictions."""
     folder = Path(folder)
     chosen = []
     for root, folders, files in os.walk(folder):

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 TASKS = ("sentence", "token")
 LABEL_KEYS = {"sentence": "sentence_labels", "token": "token_labels"}
 LOSS_WEIGHTING_NAME = "loss_weighting.json"  # in each checkpoint folder, next to optimizer.pt
+TRAINING_ARGS_JSON = "training_args.json"  # instead of Trainer's pickled training_args.bin
 
 
 class NothingToTrainError(ValueError):
@@ -192,6 +193,18 @@ class MultiTaskTrainer(Trainer):
         return sampler
 
     # ------------------------------------------------------------------ checkpoints (training-only state)
+
+    def _save(self, output_dir=None, state_dict=None):
+        """The model as Trainer saves it, with the training arguments as JSON (tokens redacted) in place of the
+        pickle `training_args.bin`, which nothing here reads back: a saved run holds no pickle beside its model."""
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save:
+            pickled = os.path.join(output_dir, "training_args.bin")
+            if os.path.exists(pickled):
+                os.remove(pickled)
+            with open(os.path.join(output_dir, TRAINING_ARGS_JSON), "w", encoding="utf-8") as handle:
+                handle.write(self.args.to_json_string())
 
     def _save_checkpoint(self, model, trial):
         """With `ema_decay`, a checkpoint's model file is the weight average; `_save_optimizer_and_scheduler` writes

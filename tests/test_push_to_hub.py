@@ -152,10 +152,10 @@ def test_train_mtl_pushes_one_commit_and_never_shows_the_token(hub, tiny_encoder
     card = commit["files"]["README.md"].decode()
     plots = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card))
     assert len(plots) == 6 and plots <= sent
-    assert not any(name.startswith("checkpoint-") or name.endswith(("training_args.bin", ".jsonl")) for name in sent)
+    assert not any(name.startswith("checkpoint-") or name.endswith(("training_args.json", ".jsonl")) for name in sent)
     (output / "training_weights.safetensors").write_bytes(b"not for the Hub")  # ema_decay's training state
     assert "training_weights.safetensors" not in files_to_push(output)
-    assert (output / "training_args.bin").exists() and any(p.name.startswith("checkpoint-") for p in output.iterdir())
+    assert (output / "training_args.json").exists() and any(p.name.startswith("checkpoint-") for p in output.iterdir())
     for name, content in commit["files"].items():
         assert content == (output / name).read_bytes(), name
     assert 'model_id = "tester/tiny-mtl"' in card

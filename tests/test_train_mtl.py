@@ -41,8 +41,12 @@ def test_demo_run_leaves_a_complete_model_folder(tiny_encoder_dir, tmp_path):
     state = json.loads((output / "trainer_state.json").read_text())
     assert any("sentence_loss" in log and "token_loss" in log for log in state["log_history"])
     assert any("eval_sentence_loss" in log for log in state["log_history"])
-    for name in ("config.json", "model.safetensors", "modeling_mtl.py", "configuration_mtl.py", "tokenizer.json"):
+    for name in ("config.json", "model.safetensors", "modeling_mtl.py", "configuration_mtl.py", "tokenizer.json",
+                 "training_args.json"):
         assert (output / name).exists(), name
+    # The run's arguments are JSON, not Trainer's pickled training_args.bin, in the model folder and its checkpoints.
+    assert not list(output.rglob("training_args.bin"))
+    assert json.loads((output / "training_args.json").read_text())["output_dir"] == str(output)
 
     client = tmp_path / "client"
     client.mkdir()
