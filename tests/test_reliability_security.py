@@ -209,7 +209,7 @@ def test_offline_training_opens_no_connection_and_writes_no_token(
     blocked_network, tiny_encoder_dir, tmp_path, monkeypatch, capsys
 ):
     """A tiny train_mtl run with tokens in the environment (and one given as --hub_token): no connection attempt,
-    and no token in any file it writes (checkpoints, training_args.bin, trainer_state.json, model card, predictions)
+    and no token in any file it writes (checkpoints, training_args.json, trainer_state.json, model card, predictions)
     nor in its logs or printed output."""
     for name, value in FAKE_TOKENS.items():
         monkeypatch.setenv(name, value)
@@ -229,7 +229,8 @@ def test_offline_training_opens_no_connection_and_writes_no_token(
             logger.removeHandler(records)
     assert blocked_network == []
     written = [path for path in output.rglob("*") if path.is_file()]
-    assert any(path.name == "training_args.bin" for path in written)
+    assert any(path.name == "training_args.json" for path in written)  # scanned for the token below
+    assert not any(path.name == "training_args.bin" for path in written)
     assert any(path.parent.name == "checkpoint-2" for path in written)
     captured = capsys.readouterr()
     logs = "\n".join(records.lines) + captured.out + captured.err
