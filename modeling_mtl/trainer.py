@@ -28,19 +28,20 @@ import datasets
 import safetensors.torch
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_optimizer import is_optimizer_factory
 
 from .metrics import preprocess_logits_for_metrics
 from .modeling_mtl import _summed_cross_entropy
 from .transfer import TaskSampler, TransferPlan, UncertaintyWeighting, UnfreezingCallback
-from .weight_averaging import TRAINING_WEIGHTS_NAME, WeightAverage
+from .weight_averaging import TRAINING_WEIGHTS_NAME, WeightAverage, averaged_parameters
 
 logger = logging.getLogger(__name__)
 
 TASKS = ("sentence", "token")
 LABEL_KEYS = {"sentence": "sentence_labels", "token": "token_labels"}
 LOSS_WEIGHTING_NAME = "loss_weighting.json"  # in each checkpoint folder, next to optimizer.pt
-TRAINING_ARGS_JSON = "training_args.json"  # instead of Trainer's pickled training_args.bin
+TRAINING_ARGS_JSON = "training_args.json"  # instead of Trainer's pickled TRAINING_ARGS_NAME (training_args.bin)
 
 
 class NothingToTrainError(ValueError):
@@ -200,7 +201,7 @@ class MultiTaskTrainer(Trainer):
         super()._save(output_dir, state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:
-            pickled = os.path.join(output_dir, "training_args.bin")
+            pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
             if os.path.exists(pickled):
                 os.remove(pickled)
             with open(os.path.join(output_dir, TRAINING_ARGS_JSON), "w", encoding="utf-8") as handle:
@@ -254,16 +255,15 @@ class MultiTaskTrainer(Trainer):
         the weights being trained in TRAINING_WEIGHTS_NAME: the average restarts from the former, training continues
         from the latter (also when this run averages no more)."""
         path = os.path.join(checkpoint, TRAINING_WEIGHTS_NAME)
+        if self.weight_average is not None:
+            self.weight_average.restart_from_model()
         if not os.path.isfile(path):
             if self.weight_average is not None:
                 logger.warning(f"{path} not found (a checkpoint written without ema_decay): the weight average "
                                "restarts from the checkpoint's weights")
-                self.weight_average.restart_from_model()
             return
-        if self.weight_average is not None:
-            self.weight_average.restart_from_model()
         weights = safetensors.torch.load_file(path)
-        parameters = {name: p for name, p in self.model.named_parameters() if p.dtype.is_floating_point}
+        parameters = averaged_parameters(self.model)
         if set(weights) != set(parameters):
             missing, unexpected = sorted(set(parameters) - set(weights)), sorted(set(weights) - set(parameters))
             raise ValueError(

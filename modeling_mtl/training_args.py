@@ -26,6 +26,7 @@ from .transfer import (
     check_transfer_arguments,
     parse_freeze,
 )
+from .weight_averaging import check_ema_decay
 
 
 @dataclass
@@ -205,8 +206,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay={self.ema_decay}: give a decay strictly between 0 and 1 (e.g. 0.99), or null")
+        if self.ema_decay is not None:
+            check_ema_decay(self.ema_decay)
         # Without an accelerator, run as a CPU job: this is what makes several processes (accelerate's multi-GPU
         # launcher, torchrun) form a real DDP group over gloo, and what lets bf16 autocast run on the CPU.
         if not self.use_cpu and not torch.accelerator.is_available():

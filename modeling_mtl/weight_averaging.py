@@ -17,16 +17,23 @@ import torch
 TRAINING_WEIGHTS_NAME = "training_weights.safetensors"
 
 
+def check_ema_decay(decay: float) -> None:
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema_decay={decay}: give a decay strictly between 0 and 1 (e.g. 0.99), or null for none")
+
+
+def averaged_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The parameters that are averaged and checkpointed as training weights: every floating-point one, by name."""
+    return {name: parameter for name, parameter in model.named_parameters() if parameter.dtype.is_floating_point}
+
+
 class WeightAverage:
     """An EMA of a model's floating-point parameters, kept beside the model and swapped into it on demand."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay={decay}: give a decay strictly between 0 and 1, e.g. 0.99 (or null for none)")
+        check_ema_decay(decay)
         self.decay = decay
-        self.parameters = {
-            name: parameter for name, parameter in model.named_parameters() if parameter.dtype.is_floating_point
-        }
+        self.parameters = averaged_parameters(model)
         self.average = {name: parameter.detach().clone() for name, parameter in self.parameters.items()}
         self.swapped_in = False  # True while the model holds the average and `self.average` the training weights
 
