@@ -1,5 +1,6 @@
 """benchmarks/speed.py: its counting and comparison helpers, and one tiny end-to-end run (sections a, b, e);
-benchmarks/onnx_speed.py and benchmarks/constrained_decoding.py: one tiny end-to-end run each."""
+benchmarks/onnx_speed.py, benchmarks/constrained_decoding.py and benchmarks/atis_errors.py: one tiny
+end-to-end run each."""
 
 import importlib.util
 import json
@@ -139,3 +140,43 @@ def test_constrained_decoding_scores_both_decodings_end_to_end(make_tiny_model, 
         # The decoding changes word tags only, never the intent.
         assert result[split]["argmax"]["intent_accuracy"] == result[split]["bio_viterbi"]["intent_accuracy"]
     assert result["predict"]["texts"] == 75 and result["predict"]["bio_viterbi_speed_vs_argmax"] > 0
+
+
+def test_atis_errors_sorts_each_error_against_the_training_split(tmp_path):
+    spec = importlib.util.spec_from_file_location("atis_errors", REPO / "benchmarks" / "atis_errors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    train = tmp_path / "data" / "train"
+    train.mkdir(parents=True)
+    (train / "seq.in").write_text("flights from boston to denver\nhow far is boston airport\nflight and fare\n")
+    (train / "seq.out").write_text("O O B-fromloc.city_name O B-toloc.city_name\n"
+                                   "O O O B-fromloc.airport_name I-fromloc.airport_name\nO O O\n")
+    (train / "label").write_text("flight\ndistance\nflight#airfare\n")
+
+    def record(gold_label, predicted_label, gold_tags, predicted_tags):
+        return {"gold_label": gold_label, "predicted_label": predicted_label,
+                "gold_tags": gold_tags.split(), "predicted_tags": predicted_tags.split()}
+
+    records = [
+        record("flight", "flight", "O B-fromloc.city_name", "O B-fromloc.city_name"),  # right
+        record("flight", "flight", "B-fromloc.city_name B-toloc.city_name", "B-toloc.city_name I-toloc.city_name"),
+        record("distance", "distance", "B-airport_name I-airport_name", "B-fromloc.airport_name O"),
+        record("flight#airfare", "flight", "O B-fromloc.city_name", "B-toloc.city_name B-fromloc.city_name"),
+        record("airline", "flight", "O O", "O O"),  # an intent train never has
+        record("distance", "flight", "O", "O"),
+    ]
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "test_predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    output = tmp_path / "errors.json"
+    result = module.main(["--models", str(folder), "--data_dir", str(tmp_path / "data"), "--output", str(output)])
+    assert json.loads(output.read_text()) == result
+    counts = result["results"][str(folder)]
+    assert counts["utterances"] == 6 and counts["exact_match_errors"] == 5
+    assert counts["not_in_train"] == 2  # the unseen intent, and the role-less airport_name of "distance"
+    assert counts["intent_errors"] == {"unseen_intent": 1, "combined_intent": 1, "other": 1}
+    # role: fromloc -> toloc; boundary: B- -> I- of the same slot; two slot_unseen_under_intent words (the second
+    # one predicted O still counts as not in train); spurious: an O word given a slot.
+    assert counts["word_errors"] == {"slot_unseen_under_intent": 2, "role": 1, "boundary": 1, "missed": 0,
+                                     "spurious": 1, "other": 0}
+    assert "| " + str(folder) + " | 5 | 2 | 1 | 1 | 1 | 2 | 1 | 1 | 0 | 1 | 0 |" in result["markdown"]
