@@ -15,7 +15,7 @@ the training split of --data_dir (JointBERT layout), and sorts every error:
 
 An utterance that exact match counts wrong is `not_in_train` when its gold intent is unseen in train or one of its
 wrong words is `slot_unseen_under_intent`: train has no example of the label it is scored against.
-Results: benchmarks/results/atis_errors.json (per model, and the mean) and a markdown table.
+Results: benchmarks/results/atis_errors.json (per model) and a markdown table (with the mean over models).
 """
 
 import argparse
@@ -44,11 +44,11 @@ def slot_types_by_intent(train):
 
 
 def word_error_kind(gold, predicted, intent_slot_types):
-    gold_type, predicted_type = gold[2:], predicted[2:]
-    if gold != "O" and gold_type not in intent_slot_types:
-        return "slot_unseen_under_intent"
     if gold == "O":
         return "spurious"
+    gold_type, predicted_type = gold[2:], predicted[2:]
+    if gold_type not in intent_slot_types:
+        return "slot_unseen_under_intent"
     if predicted == "O":
         return "missed"
     if gold_type == predicted_type:

@@ -12,12 +12,17 @@ from transformers import BertConfig, BertModel
 from conftest import DEMO_DATA, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS, REPO, needs_shared_data
 
 
-@pytest.fixture(scope="module")
-def speed():
-    spec = importlib.util.spec_from_file_location("speed_benchmark", REPO / "benchmarks" / "speed.py")
+def load_benchmark(script, module_name):
+    """benchmarks/<script> as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "benchmarks" / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def speed():
+    return load_benchmark("speed.py", "speed_benchmark")
 
 
 def test_pipeline_word_spans_follow_the_token_pipeline_rule(speed, tokenizer):
@@ -99,9 +104,7 @@ def test_onnx_speed_tiny_run_scores_and_times_three_runtimes(tokenizer, tmp_path
     from conftest import tiny_config
     from modeling_mtl import MultiTaskModel
 
-    spec = importlib.util.spec_from_file_location("onnx_speed_benchmark", REPO / "benchmarks" / "onnx_speed.py")
-    onnx_speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(onnx_speed)
+    onnx_speed = load_benchmark("onnx_speed.py", "onnx_speed_benchmark")
     import speed  # on sys.path now: onnx_speed.py put benchmarks/ there
 
     sentence_labels, token_labels = speed.atis_label_lists()
@@ -125,9 +128,7 @@ def test_onnx_speed_tiny_run_scores_and_times_three_runtimes(tokenizer, tmp_path
 
 
 def test_constrained_decoding_scores_both_decodings_end_to_end(make_tiny_model, tmp_path):
-    spec = importlib.util.spec_from_file_location("constrained_decoding", REPO / "benchmarks" / "constrained_decoding.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("constrained_decoding.py", "constrained_decoding")
     model = make_tiny_model(sentence_labels=DEMO_SENTENCE_LABELS, token_labels=DEMO_TOKEN_LABELS)
     folder, output = str(tmp_path / "model"), tmp_path / "decoding.json"
     model.save_pretrained(folder)
@@ -143,9 +144,7 @@ def test_constrained_decoding_scores_both_decodings_end_to_end(make_tiny_model, 
 
 
 def test_atis_errors_sorts_each_error_against_the_training_split(tmp_path):
-    spec = importlib.util.spec_from_file_location("atis_errors", REPO / "benchmarks" / "atis_errors.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("atis_errors.py", "atis_errors")
     train = tmp_path / "data" / "train"
     train.mkdir(parents=True)
     (train / "seq.in").write_text("flights from boston to denver\nhow far is boston airport\nflight and fare\n")
