@@ -7,6 +7,7 @@ own code, so `AutoModel.from_pretrained(folder, trust_remote_code=True)` loads t
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 from .configuration_mtl import MultiTaskConfig
+from .decoding_mtl import bio_to_entities, split_words
 from .encoders import shipped_minilm
 from .modeling_mtl import (
     DEFAULT_ENCODER,
@@ -15,8 +16,6 @@ from .modeling_mtl import (
     MultiTaskForTokenClassification,
     MultiTaskModel,
     MultiTaskModelOutput,
-    bio_to_entities,
-    split_words,
 )
 
 __version__ = "0.1.0"

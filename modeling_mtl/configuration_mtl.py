@@ -1,15 +1,14 @@
 """Configuration of the multi-task sentence transformer.
 
 This file is copied into every saved model folder and loaded with `trust_remote_code=True`, so it imports
-nothing but `transformers` and the standard library.
+nothing but `transformers`, the standard library and its sibling `schema_mtl.py`.
 """
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-POOLING_MODES = ("mean", "cls", "max", "last")
-TOKEN_DECODINGS = ("argmax", "bio_viterbi")
+from .schema_mtl import MODEL_TYPE, POOLING_MODES, TOKEN_DECODINGS  # noqa: F401 (re-exported)
 
 # Decoder-only encoder families. Only their last token has seen the whole input, so `from_encoder` gives them
 # `pooling_mode="last"`. Unlisted types count as decoder-only when they have a causal-LM head, no masked-LM head and
@@ -142,7 +141,7 @@ class MultiTaskConfig(PreTrainedConfig):
             Hub id or folder the encoder weights came from (the model card's `base_model`).
     """
 
-    model_type = "multitask-sentence-transformer"
+    model_type = MODEL_TYPE
     sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
 
     encoder_config: dict | PreTrainedConfig | None = None

@@ -34,7 +34,7 @@ import datasets
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, LargeList, Value
 
-from .modeling_mtl import split_words
+from .decoding_mtl import split_words
 
 logger = logging.getLogger(__name__)
 

@@ -7,44 +7,22 @@
 `transformers.Trainer` with `push_to_hub=True` pushes at every save (checkpoints, `training_args.bin` included).
 Here the run's Hub settings (`push_to_hub`, `hub_model_id`, `hub_private_repo`, `hub_token`, `hub_revision`) are
 taken out of the training arguments, and at the end ONE `huggingface_hub` commit uploads the files of the model
-folder that a user needs (see `files_to_push`). The token is only handed to `huggingface_hub`: it is never logged,
+folder that a user needs (`files_to_push`: `publishing_mtl.files_to_publish`, the rule `MultiTaskModel.push_to_hub`
+follows too). The token is only handed to `huggingface_hub`: it is never logged,
 and it is removed from the training arguments so that the saved `training_args.json` does not carry it either.
 
 The endpoint is `huggingface_hub.constants.ENDPOINT` (`HF_ENDPOINT`), read when a push starts.
 """
 
-import fnmatch
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants
 
-from .weight_averaging import TRAINING_WEIGHTS_NAME
+from .publishing_mtl import files_to_publish
 
 logger = logging.getLogger(__name__)
-
-# Never uploaded: training state, pickles and run by-products. Folders: checkpoints, logs, caches.
-EXCLUDED_FILES = (
-    "training_args.bin",
-    "training_args.json",
-    TRAINING_WEIGHTS_NAME,  # ema_decay: the weights being trained, next to their published average
-    "trainer_state.json",
-    "train_results.json",
-    "eval_results.json",
-    "test_results.json",
-    "*.jsonl",
-    "*.pt",
-    "*.pth",
-    "*.bin",
-    "*.pkl",
-    "*.ckpt",
-    "*.log",
-    ".*",
-)
-EXCLUDED_FOLDERS = ("checkpoint-*", "runs", "wandb", "logs", "__pycache__", ".*")
-
 
 @dataclass
 class PushSettings:
@@ -80,23 +58,8 @@ def take_push_settings(training_args):
     )
 
 
-def _excluded(name, patterns):
-    return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
-
-
-def files_to_push(folder):
-    """The files of a model folder that go to the Hub, as sorted POSIX paths relative to `folder`: the model
-    (weights, config, tokenizer, code files), the sentence-transformers files, the card and its plots,
-    `all_results.json`; not checkpoints, the training arguments, the trainer state or predictions."""
-    folder = Path(folder)
-    chosen = []
-    for root, folders, files in os.walk(folder):
-        relative_root = Path(root).relative_to(folder)
-        folders[:] = sorted(name for name in folders if not _excluded(name, EXCLUDED_FOLDERS))
-        for name in sorted(files):
-            if not _excluded(name, EXCLUDED_FILES):
-                chosen.append((relative_root / name).as_posix())
-    return sorted(chosen)
+# The one file-selection rule, shared with `MultiTaskModel.push_to_hub` (publishing_mtl.py travels with the model).
+files_to_push = files_to_publish
 
 
 def create_repo(settings):

@@ -19,7 +19,7 @@ import evaluate
 import numpy
 import torch
 
-from .modeling_mtl import bio_viterbi_batch
+from .decoding_mtl import bio_viterbi_batch
 
 PADDING = -100  # what Trainer pads predictions with across batches
 METRIC_PATH = str(Path(__file__).resolve().parent / "multitask_metric")

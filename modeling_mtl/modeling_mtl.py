@@ -1,9 +1,12 @@
 """Multi-task sentence transformer: one shared encoder pass gives sentence embeddings, sentence-classification
 logits and token (BIO) classification logits.
 
-This file is copied into every saved model folder and loaded with `trust_remote_code=True`, so it imports
-nothing but `torch`, `transformers` and the standard library, and it makes no network call of its own (only
-`push_to_hub`, when called, talks to the Hub, through transformers' client).
+This file holds the network (pooling, heads, the forward pass and its loss) and how a model is built, loaded and
+saved. Its siblings hold the rest: `inference_mtl.py` the inference API (`encode`, `predict`), `decoding_mtl.py`
+words and BIO decoding, `publishing_mtl.py` the saved files and the Hub push, `schema_mtl.py` the task table. All of
+them are copied into every saved model folder and loaded with `trust_remote_code=True`, so they import nothing but
+`torch`, `transformers` and the standard library, and make no network call of their own (only `push_to_hub`, when
+called, talks to the Hub, through transformers' client).
 
     model = MultiTaskModel.from_encoder("sentence-transformers/all-MiniLM-L6-v2",
                                         sentence_labels=["travel", "other"], token_labels=["O", "B-LOC", "I-LOC"])
@@ -12,17 +15,14 @@ nothing but `torch`, `transformers` and the standard library, and it makes no ne
     model.push_to_hub("me/my-model")         # the whole folder (and its model card) in one commit
 """
 
-import collections.abc
 import copy
 import functools
 import inspect
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
-import unicodedata
 from dataclasses import dataclass
 
 import torch
@@ -32,9 +32,19 @@ from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrained
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import cached_file
-from transformers.utils.logging import tqdm
 
 from .configuration_mtl import MultiTaskConfig, encoder_max_positions, is_causal_encoder
+from .inference_mtl import MultiTaskInference
+from .publishing_mtl import (
+    copy_model_card,
+    finish_tokenizer_config,
+    move_into_place,
+    remove_unpublished,
+    sentence_transformers_settings,
+    write_minimal_model_card,
+    write_sentence_transformers_files,
+)
+from .schema_mtl import SENTENCE, TASKS, TOKEN
 
 logger = logging.getLogger(__name__)
 
@@ -44,183 +54,17 @@ DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 # the installed package registers the copy of all-MiniLM-L6-v2 shipped on PyPI here, for offline use.
 ENCODER_RESOLVERS = {}
 
-# How `predict` and the `multitask` pipeline turn sub-token predictions into word tags (see `predict`).
-AGGREGATION_STRATEGIES = ("first", "average", "max", "none")
-
-
-@functools.lru_cache(maxsize=1)
-def _word_pattern():
-    """A word is a run of word characters and combining marks (optionally joined by ' - . : / inside, and with a
-    leading @ or # as in tweets), or any single other visible character (punctuation, emoji, symbols) with the marks
-    that follow it. Zero-width and control characters belong to no word.
-
-    `re` has no class for combining marks (Unicode category M*: vowel signs, accents, variation selectors), so it is
-    built from `unicodedata` on first use; every mark lies in U+0300..U+1FFFF or U+E0000..U+E0FFF.
-    """
-    marks = [
-        chr(code)
-        for block in (range(0x300, 0x20000), range(0xE0000, 0xE1000))
-        for code in block
-        if unicodedata.category(chr(code)).startswith("M")
-    ]
-    mark = "[" + re.escape("".join(marks)) + "]"
-    word = rf"(?:\w|{mark})"
-    return re.compile(
-        rf"[@#]?\w{word}*(?:['’\-.:/]\w{word}*)*|[^\s\u200b-\u200f\u2060\ufeff\x00-\x1f\x7f]{mark}*"
-    )
-
-
-def split_words(text):
-    """Split `text` into words with character offsets: a list of `(word, start, end)`, `text[start:end] == word`."""
-    return [(m.group(), m.start(), m.end()) for m in _word_pattern().finditer(text)]
-
-
-def join_words(words):
-    """Join pre-split words with single spaces; returns the text and each word's `(start, end)` offsets."""
-    offsets, position = [], 0
-    for word in words:
-        offsets.append((position, position + len(word)))
-        position += len(word) + 1
-    return " ".join(words), offsets
-
-
-def bio_to_entities(text, tags, scores, offsets):
-    """Group word-level BIO tags into entities with character offsets into `text`.
-
-    An `I-X` that does not continue an entity of type X starts a new one (seqeval's lenient reading).
-    Each entity's score is the mean of its words' scores.
-    """
-    entities, current = [], None
-    for tag, score, (start, end) in zip(tags, scores, offsets):
-        prefix, _, entity_type = tag.partition("-")
-        if prefix == "I" and current is not None and current["entity_group"] == entity_type:
-            current["end"] = end
-            current["scores"].append(score)
-            continue
-        if current is not None:
-            entities.append(current)
-            current = None
-        if prefix in ("B", "I"):
-            current = {"entity_group": entity_type, "start": start, "end": end, "scores": [score]}
-    if current is not None:
-        entities.append(current)
-    return [
-        {
-            "entity_group": entity["entity_group"],
-            "score": sum(entity["scores"]) / len(entity["scores"]),
-            "word": text[entity["start"] : entity["end"]],
-            "start": entity["start"],
-            "end": entity["end"],
-        }
-        for entity in entities
-    ]
-
-
-# Additive score of a forbidden tag transition; finite so that sums stay comparable.
-_FORBIDDEN = -1e9
-
-
-@functools.lru_cache(maxsize=8)
-def _bio_structure(token_labels):
-    """What BIO allows, for `token_labels` (a tuple): `(inside [n_tags] bool, begin [n_tags] long)`, where `inside[j]`
-    marks an `I-x` tag, which may only follow `B-x` (at index `begin[j]`) or itself, and may not open a sequence;
-    every other tag may follow anything (`begin[j] == j` for those, and for an `I-x` without a `B-x`)."""
-    index = {tag: position for position, tag in enumerate(token_labels)}
-    inside = [tag.startswith("I-") for tag in token_labels]
-    begin = [index.get("B-" + tag[2:], j) if inside[j] else j for j, tag in enumerate(token_labels)]
-    return torch.tensor(inside), torch.tensor(begin)
-
-
-def bio_viterbi_batch(log_probs, token_labels):
-    """The most likely BIO-valid tag ids (a list per sequence) for a list of per-word tag log-probabilities
-    `[n_words, n_tags]` (lengths may differ), whose columns are `token_labels` (a tuple).
-
-    One dynamic program for the whole batch. Each step is O(n_tags), not O(n_tags^2): a tag other than `I-x` takes
-    the best previous tag whatever it is, and `I-x` the better of `B-x` and `I-x`."""
-    results = [[] for _ in log_probs]
-    rows = [row for row, sequence in enumerate(log_probs) if len(sequence)]
-    if not rows:
-        return results
-    inside, begin = _bio_structure(token_labels)
-    lengths = torch.tensor([len(log_probs[row]) for row in rows])
-    padded = nn.utils.rnn.pad_sequence([log_probs[row].float().cpu() for row in rows], batch_first=True)
-    batch, n_tags = len(rows), len(token_labels)
-    itself = torch.arange(n_tags).expand(batch, n_tags)
-    begin = begin.expand(batch, n_tags)
-    score = padded[:, 0].masked_fill(inside, _FORBIDDEN)
-    pointers = []
-    for step in range(1, padded.shape[1]):
-        best_any, any_previous = score.max(-1, keepdim=True)
-        from_begin = score.gather(1, begin)
-        stay = score >= from_begin
-        previous = torch.where(inside, torch.where(stay, itself, begin), any_previous.expand(batch, n_tags))
-        running = (step < lengths)[:, None]  # a finished sequence keeps its score and points at itself
-        score = torch.where(running, score.gather(1, previous) + padded[:, step], score)
-        pointers.append(torch.where(running, previous, itself))
-    current = score.argmax(-1)
-    path = [current]
-    for previous in reversed(pointers):
-        current = previous.gather(1, current[:, None])[:, 0]
-        path.append(current)
-    paths = torch.stack(path[::-1], 1).tolist()
-    for row, path, length in zip(rows, paths, lengths.tolist()):
-        results[row] = path[:length]
-    return results
-
-
-def bio_viterbi(log_probs, token_labels):
-    """`bio_viterbi_batch` for one sequence `[n_words, n_tags]`: its tag ids, a list."""
-    return bio_viterbi_batch([log_probs], token_labels)[0]
-
-
-def _check_unicode(text, where):
-    """A str with a lone surrogate (bytes decoded with errors="surrogateescape") cannot be tokenised."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError(
-            f"{where} is not valid Unicode: character {error.start} is a lone surrogate ({text[error.start]!r}); "
-            "decode the bytes it came from with their real encoding (or errors='replace')"
-        ) from None
-
-
-def _check_texts(texts, allow_words):
-    """Validate a batch of inputs (a list, tuple or other sequence, such as a `datasets` column) and return it as a
-    list; name the offending index in every error."""
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, collections.abc.Sequence):
-        raise TypeError(f"expected a list of texts, got {type(texts).__name__}")
-    texts = list(texts)
-    for index, item in enumerate(texts):
-        if isinstance(item, str):
-            _check_unicode(item, f"input {index}")
-            continue
-        if allow_words and isinstance(item, (list, tuple)):
-            bad = [i for i, word in enumerate(item) if not isinstance(word, str) or not word or word.split() != [word]]
-            if bad:
-                raise ValueError(
-                    f"input {index}: word {bad[0]} is {item[bad[0]]!r}; pre-split words must be non-empty "
-                    "strings without whitespace"
-                )
-            for word in item:
-                _check_unicode(word, f"input {index}")
-            continue
-        expected = "a string or a list of word strings" if allow_words else "a string"
-        raise TypeError(f"input {index} is {type(item).__name__} ({item!r}); expected {expected}")
-    return texts
-
-
-def longest_first_batches(lengths, batch_size):
-    """Input indices in batches of `batch_size`, longest input first: inputs of similar length share a batch, so
-    dynamic padding stays small."""
-    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-
 
 @dataclass
 class MultiTaskModelOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `()`, *optional*):
         Weighted sum of the task losses present in the batch, normalised by `num_items_in_batch` when given.
+    loss_sums (`dict[str, torch.FloatTensor]`, *optional*):
+        Per task (`schema_mtl.TASKS` names) with labels in the batch: its cross-entropy summed over the labelled items
+        (label-smoothed when `label_smoothing` was given), what `loss` is made of.
+    label_counts (`dict[str, torch.LongTensor]`, *optional*):
+        Per task with labels in the batch: how many labelled items (examples or tokens) the batch holds.
     sentence_loss (`torch.FloatTensor` of shape `()`, *optional*):
         Mean cross-entropy of the sentence head over the labelled examples of this batch.
     token_loss (`torch.FloatTensor` of shape `()`, *optional*):
@@ -236,6 +80,8 @@ class MultiTaskModelOutput(ModelOutput):
     """
 
     loss: torch.FloatTensor | None = None
+    loss_sums: dict[str, torch.FloatTensor] | None = None
+    label_counts: dict[str, torch.LongTensor] | None = None
     sentence_loss: torch.FloatTensor | None = None
     token_loss: torch.FloatTensor | None = None
     sentence_logits: torch.FloatTensor | None = None
@@ -255,7 +101,7 @@ def build_encoder(encoder_config):
 
 
 @functools.cache
-def _forward_parameters(encoder_class):
+def forward_parameters(encoder_class):
     """The inputs an encoder class's forward names (read once per class); a catch-all `**kwargs` does not count."""
     parameters = inspect.signature(encoder_class.forward).parameters.values()
     return frozenset(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
@@ -327,7 +173,7 @@ class TokenHead(nn.Module):
         return self.classifier(self.dropout(token_states))
 
 
-def _summed_cross_entropy(logits, labels, label_smoothing=0.0):
+def summed_cross_entropy(logits, labels, label_smoothing=0.0):
     """Summed cross-entropy over labels != -100 and their count. With no label the sum is a 0 that still
     depends on every head parameter, so distributed gradient reduction sees the same graph on every rank."""
     labels = labels.to(logits.device).reshape(-1)
@@ -364,8 +210,9 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.label_bias)
 
 
-class MultiTaskModel(MultiTaskPreTrainedModel):
-    """Shared encoder + pooled sentence embedding + sentence head + token head, in one forward pass."""
+class MultiTaskModel(MultiTaskPreTrainedModel, MultiTaskInference):
+    """Shared encoder + pooled sentence embedding + sentence head + token head, in one forward pass; `encode`,
+    `predict` and their building blocks come from `MultiTaskInference` (inference_mtl.py)."""
 
     def __init__(self, config: MultiTaskConfig):
         super().__init__(config)
@@ -392,6 +239,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         sentence_labels=None,
         token_labels=None,
         num_items_in_batch=None,
+        label_smoothing=0.0,
         inputs_embeds=None,
         output_hidden_states=None,
         output_attentions=None,
@@ -405,6 +253,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         num_items_in_batch (`dict`, *optional*):
             `{"sentence": n, "token": m}`: labelled examples and tokens in the whole (accumulated, all-process)
             batch. When given, each task's summed loss is divided by it, which keeps gradient accumulation exact.
+        label_smoothing (`float`, *optional*, defaults to 0):
+            Label smoothing of the cross-entropy in `loss` and `loss_sums` (training); `sentence_loss` and
+            `token_loss` stay plain, so logged losses compare between runs.
         """
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         max_positions = encoder_max_positions(self.config.encoder_config)
@@ -416,7 +267,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             )
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-        encoder_outputs = self._run_encoder(
+        encoder_outputs = self.run_encoder(
             input_ids,
             attention_mask,
             token_type_ids,
@@ -430,29 +281,27 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         token_logits = self.token_head(token_states)
         sentence_embedding = F.normalize(pooled, p=2, dim=1) if self.config.normalize_embeddings else pooled
 
-        loss = sentence_loss = token_loss = None
-        task_losses = []
-        for name, logits, labels, weight in (
-            ("sentence", sentence_logits, sentence_labels, self.config.sentence_loss_weight),
-            ("token", token_logits, token_labels, self.config.token_loss_weight),
-        ):
-            if labels is None:
+        logits = {SENTENCE.name: sentence_logits, TOKEN.name: token_logits}
+        labels = {SENTENCE.name: sentence_labels, TOKEN.name: token_labels}
+        loss_sums, label_counts, means, weighted = {}, {}, {}, []
+        for task in TASKS:
+            if labels[task.name] is None:
                 continue
-            total, count = _summed_cross_entropy(logits, labels)
-            mean = total / count.clamp(min=1)
-            if name == "sentence":
-                sentence_loss = mean
-            else:
-                token_loss = mean
-            normaliser = num_items_in_batch.get(name) if isinstance(num_items_in_batch, dict) else None
-            task_losses.append(weight * (mean if normaliser is None else total / max(normaliser, 1)))
-        if task_losses:
-            loss = sum(task_losses)
+            total, count = summed_cross_entropy(logits[task.name], labels[task.name])
+            means[task.name] = total / count.clamp(min=1)
+            if label_smoothing:
+                total = summed_cross_entropy(logits[task.name], labels[task.name], label_smoothing)[0]
+            loss_sums[task.name], label_counts[task.name] = total, count
+            normaliser = num_items_in_batch.get(task.name) if isinstance(num_items_in_batch, dict) else None
+            normalised = total / count.clamp(min=1) if normaliser is None else total / max(normaliser, 1)
+            weighted.append(getattr(self.config, task.loss_weight_key) * normalised)
 
         return MultiTaskModelOutput(
-            loss=loss,
-            sentence_loss=sentence_loss,
-            token_loss=token_loss,
+            loss=sum(weighted) if weighted else None,
+            loss_sums=loss_sums or None,
+            label_counts=label_counts or None,
+            sentence_loss=means.get(SENTENCE.name),
+            token_loss=means.get(TOKEN.name),
             sentence_logits=sentence_logits,
             token_logits=token_logits,
             sentence_embedding=sentence_embedding,
@@ -461,9 +310,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             attentions=encoder_outputs.attentions,
         )
 
-    def _run_encoder(self, input_ids, attention_mask, token_type_ids=None, inputs_embeds=None, **flags):
+    def run_encoder(self, input_ids, attention_mask, token_type_ids=None, inputs_embeds=None, **flags):
         """One encoder pass, given only the inputs that suit this encoder family."""
-        accepted = _forward_parameters(type(self.encoder))
+        accepted = forward_parameters(type(self.encoder))
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
         # DistilBERT has no segment embedding, and a GPT-style decoder would add the ids' *token* embeddings.
         if token_type_ids is not None and "token_type_ids" in accepted and not self.causal_encoder:
@@ -496,9 +345,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         follows it. A byte-level BPE tokenizer (GPT-2, RoBERTa) gets `add_prefix_space=True`, so pre-split words
         (`is_split_into_words=True`, used for word labels) tokenise as they do inside running text.
         """
-        source = _resolve_encoder(str(encoder))
+        source = resolve_encoder(str(encoder))
         encoder_config = AutoConfig.from_pretrained(source)
-        tokenizer = _adapt_tokenizer(
+        tokenizer = adapt_tokenizer(
             tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source), encoder_config.pad_token_id
         )
         if tokenizer.pad_token is None:
@@ -528,7 +377,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         max_positions = encoder_max_positions(encoder_model.config)
         if max_positions is not None and max_positions < MultiTaskConfig.max_seq_length:
             settings["max_seq_length"] = max_positions
-        settings.update(_sentence_transformers_settings(source))
+        settings.update(sentence_transformers_settings(functools.partial(read_json, source)))
         settings.update(config_overrides)
         config = MultiTaskConfig(
             encoder_config=encoder_model.config,
@@ -627,7 +476,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             return None
         # A tokenizer saved with a from_encoder model already has its pad token and prefix space; a folder put
         # together otherwise may lack them.
-        tokenizer = _adapt_tokenizer(tokenizer, config.encoder_config.pad_token_id)
+        tokenizer = adapt_tokenizer(tokenizer, config.encoder_config.pad_token_id)
         if tokenizer.pad_token is None:
             logger.warning(f"the tokenizer in {source} has no pad token: it cannot pad batches")
         return tokenizer
@@ -643,9 +492,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             super().save_pretrained(staging, **kwargs)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(staging)
-                _finish_tokenizer_config(os.path.join(staging, "tokenizer_config.json"), self.config.max_seq_length)
-            _write_sentence_transformers_files(self.config, staging)
-            _move_into_place(staging, save_directory)
+                finish_tokenizer_config(os.path.join(staging, "tokenizer_config.json"), self.config.max_seq_length)
+            write_sentence_transformers_files(self.config, staging)
+            move_into_place(staging, save_directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -680,8 +529,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         with tempfile.TemporaryDirectory() as temporary:
             folder = os.path.join(temporary, "model")
             self.save_pretrained(folder, max_shard_size=max_shard_size)
-            if not _copy_model_card(card_folder, folder):
-                _write_minimal_model_card(self.config, folder, repo_id, tags)
+            if not copy_model_card(card_folder, folder):
+                write_minimal_model_card(self.config, folder, repo_id, tags)
+            remove_unpublished(folder)  # the rule the training run's push follows too
             # One create_commit with every file of the folder and of its first-level subfolders.
             return self._upload_modified_files(
                 folder,
@@ -693,167 +543,6 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 revision=revision,
                 commit_description=commit_description,
             )
-
-    def _require_tokenizer(self):
-        if self.tokenizer is None:
-            raise ValueError("this model has no tokenizer: set `model.tokenizer = AutoTokenizer.from_pretrained(...)`")
-        return self.tokenizer
-
-    def _tokenize(self, batch, **kwargs):
-        tokenizer = self._require_tokenizer()
-        encoding = tokenizer(
-            batch, padding=True, truncation=True, max_length=self.config.max_seq_length, return_tensors="pt", **kwargs
-        )
-        mask = encoding["attention_mask"]
-        if mask.shape[1] == 0 or not mask.any(1).all():
-            # A tokenizer that adds no special token (GPT-2 style) gives an empty text no token at all: such a text
-            # is read as one pad token, which the encoder and the pooling can handle.
-            if mask.shape[1] == 0:
-                for key in ("input_ids", "attention_mask", "token_type_ids"):
-                    if key in encoding:
-                        encoding[key] = torch.zeros(mask.shape[0], 1, dtype=torch.long)
-                encoding["input_ids"].fill_(tokenizer.pad_token_id)
-            column = -1 if tokenizer.padding_side == "left" else 0
-            encoding["attention_mask"][~encoding["attention_mask"].any(1), column] = 1
-        return encoding.to(self.device)
-
-    # ------------------------------------------------------------------ inference
-
-    @torch.inference_mode()
-    def encode(
-        self,
-        sentences,
-        batch_size=32,
-        normalize_embeddings=None,
-        show_progress_bar=None,
-        convert_to_numpy=True,
-        convert_to_tensor=False,
-    ):
-        """Sentence embeddings, as `SentenceTransformer.encode` computes them for the same encoder.
-
-        `sentences` is a string (one vector back) or a list of strings (or another sequence, e.g. a `datasets`
-        column). Texts are batched longest first, which
-        keeps padding small; `normalize_embeddings=None` follows `config.normalize_embeddings`.
-        """
-        single = isinstance(sentences, str)
-        texts = _check_texts([sentences] if single else sentences, allow_words=False)
-        normalize = self.config.normalize_embeddings if normalize_embeddings is None else normalize_embeddings
-        if show_progress_bar is None:
-            show_progress_bar = len(texts) >= 1000
-        batches = longest_first_batches([len(text) for text in texts], batch_size)
-        was_training = self.training
-        self.eval()
-        chunks = []
-        for indices in tqdm(batches, desc="Batches", disable=not show_progress_bar):
-            encoding = self._tokenize([texts[index].strip() for index in indices])
-            self._warn_truncated(encoding, indices)
-            states = self._run_encoder(**self.encoder_inputs(encoding)).last_hidden_state
-            pooled = self.pooling(states, encoding["attention_mask"])
-            chunks.append(F.normalize(pooled, p=2, dim=1) if normalize else pooled)
-        self.train(was_training)
-        hidden = self.config.hidden_size
-        embeddings = torch.cat(chunks) if chunks else torch.empty(0, hidden, device=self.device)
-        order = [index for indices in batches for index in indices]
-        embeddings = embeddings[torch.tensor(sorted(range(len(order)), key=order.__getitem__), dtype=torch.long)]
-        if single:
-            embeddings = embeddings[0]
-        if convert_to_tensor or not convert_to_numpy:
-            return embeddings
-        return embeddings.float().cpu().numpy()
-
-    @torch.inference_mode()
-    def predict(self, texts, batch_size=32, return_embeddings=False, aggregation_strategy="first"):
-        """Sentence label and entities for each text, from one encoder pass.
-
-        `texts` is a list (or another sequence, e.g. a `datasets` column) of strings (split into words by
-        `split_words`) or of pre-split word lists (joined with single spaces, to which the offsets then refer). Each result is
-        `{"label": str, "score": float, "entities": [{"entity_group", "score", "word", "start", "end"}]}` with
-        `text[start:end] == word` (and `"embedding"` with `return_embeddings=True`). Words beyond
-        `config.max_seq_length` tokens get no tag (a warning says how many).
-
-        `aggregation_strategy` says how a word's tag comes from its sub-tokens, as in the token-classification
-        pipeline: `"first"` (the first sub-token's prediction), `"average"` (the mean of the sub-tokens'
-        probabilities), `"max"` (the sub-token with the most confident prediction), or `"none"` (as `"first"`,
-        but `entities` lists every tagged word, `{"entity": "B-LOC", "score", "index", "word", "start", "end"}`,
-        without grouping B-/I- words into entities).
-        """
-        texts = _check_texts(texts, allow_words=True)
-        strategy = self.check_aggregation_strategy(aggregation_strategy)
-        prepared = [self.prepare_text(item) for item in texts]
-        results = [None] * len(prepared)
-        untagged_words = 0
-        was_training = self.training
-        self.eval()
-        for indices in longest_first_batches([len(words) for _, words, _ in prepared], batch_size):
-            encoding = self.tokenize_words([prepared[index][1] for index in indices])
-            self._warn_truncated(encoding, indices)
-            scores = self.score_batch(self.encoder_inputs(encoding))
-            decoded = self.decode_words_batch(
-                [
-                    (scores["token_probs"][row], encoding.word_ids(row), len(prepared[index][1]))
-                    for row, index in enumerate(indices)
-                ],
-                strategy,
-            )
-            for row, (index, (tags, tag_scores, untagged)) in enumerate(zip(indices, decoded)):
-                text, _, offsets = prepared[index]
-                results[index] = self.prediction_result(
-                    text,
-                    offsets,
-                    tags,
-                    tag_scores,
-                    scores["sentence_probs"][row],
-                    strategy,
-                    embedding=scores["sentence_embedding"][row] if return_embeddings else None,
-                )
-                untagged_words += untagged
-        self.train(was_training)
-        if untagged_words:
-            logger.warning(
-                f"{untagged_words} words lie beyond max_seq_length={self.config.max_seq_length} tokens (or produce "
-                "no sub-token) and were left untagged"
-            )
-        return results
-
-    # The building blocks of `predict`, also used by the `multitask` pipeline (pipeline_mtl.py), which cannot import
-    # this module and reaches them through the model.
-
-    @staticmethod
-    def check_aggregation_strategy(aggregation_strategy):
-        """The strategy name, lower-cased (an `AggregationStrategy` enum member is accepted), or a ValueError."""
-        name = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
-        if name not in AGGREGATION_STRATEGIES:
-            raise ValueError(
-                f"aggregation_strategy is {aggregation_strategy!r}; choose one of {list(AGGREGATION_STRATEGIES)}"
-            )
-        return name
-
-    @staticmethod
-    def check_inputs(texts, allow_words=True):
-        """Validate a batch of inputs (strings, or pre-split word lists when `allow_words`), naming the bad index;
-        return them as a list."""
-        return _check_texts(texts, allow_words=allow_words)
-
-    @staticmethod
-    def prepare_text(item):
-        """`(text, words, offsets)` for a string (split with `split_words`) or a pre-split word list (joined with
-        single spaces); `offsets[i]` is `(start, end)` of `words[i]` in `text`."""
-        if isinstance(item, str):
-            spans = split_words(item)
-            return item, [word for word, _, _ in spans], [(start, end) for _, start, end in spans]
-        text, offsets = join_words(list(item))
-        return text, list(item), offsets
-
-    def tokenize_words(self, word_lists, to_device=True):
-        """Tokenise lists of words (`is_split_into_words=True`), padded and truncated to `config.max_seq_length`.
-        A text without words still gets one sequence (its special tokens, or one pad token)."""
-        encoding = self._tokenize(word_lists, is_split_into_words=True)
-        return encoding if to_device else encoding.to("cpu")
-
-    def encoder_inputs(self, encoding):
-        """The tensors of a tokenizer encoding that the model takes (`input_ids`, `attention_mask`,
-        `token_type_ids` when present)."""
-        return {key: encoding[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoding}
 
     @torch.inference_mode()
     def score_batch(self, inputs):
@@ -871,110 +560,12 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             "sentence_embedding": outputs.sentence_embedding.float().cpu(),
         }
 
-    def decode_words(self, token_probs, word_ids, num_words, aggregation_strategy="first"):
-        """Word-level BIO tags and scores from one sequence's token probabilities.
-
-        Each word's tag distribution is read from its sub-tokens (`aggregation_strategy`), then decoded as
-        `config.token_decoding` says: per word (`"argmax"`) or as the best valid BIO sequence (`"bio_viterbi"`).
-
-        Args:
-            token_probs: `[seq, n_token_labels]` probabilities of one sequence.
-            word_ids: the word index of each position (None for special and padding tokens), as
-                `BatchEncoding.word_ids()` gives it for that sequence.
-            num_words: how many words the text has; a word without a sub-token (truncated) is tagged `"O"`.
-            aggregation_strategy: `"first"`, `"average"`, `"max"` or `"none"` (read as `"first"` here).
-
-        Returns:
-            `(tags, scores, untagged)`: one tag and its probability per word, and how many words had no sub-token.
-        """
-        return self.decode_words_batch([(token_probs, word_ids, num_words)], aggregation_strategy)[0]
-
-    def decode_words_batch(self, sequences, aggregation_strategy="first"):
-        """`decode_words` for several sequences at once, each `(token_probs, word_ids, num_words)`: a list of
-        `(tags, scores, untagged)`. `bio_viterbi` decodes them in one batched pass."""
-        strategy = self.check_aggregation_strategy(aggregation_strategy)
-        labels = self.config.token_labels
-        tagged_words, word_probs = zip(*(self._word_probs(*sequence, strategy) for sequence in sequences))
-        if self.config.token_decoding == "bio_viterbi":
-            all_tag_ids = bio_viterbi_batch([probs.clamp_min(1e-30).log() for probs in word_probs], tuple(labels))
-            all_best = [probs[range(len(ids)), ids].tolist() for probs, ids in zip(word_probs, all_tag_ids)]
-        else:
-            all_best, all_tag_ids = zip(*((values.tolist() for values in probs.max(-1)) for probs in word_probs))
-        decoded = []
-        for (_, _, num_words), tagged, tag_ids, best in zip(sequences, tagged_words, all_tag_ids, all_best):
-            tags, scores = ["O"] * num_words, [0.0] * num_words
-            for word, tag_id, score in zip(tagged, tag_ids, best):
-                tags[word], scores[word] = labels[tag_id], score
-            decoded.append((tags, scores, num_words - len(tagged)))
-        return decoded
-
-    def _word_probs(self, token_probs, word_ids, num_words, strategy):
-        """`(tagged, word_probs)`: the words that have a sub-token, and each one's tag distribution
-        `[len(tagged), n_token_labels]` read from its sub-tokens as `strategy` says."""
-        positions = [[] for _ in range(num_words)]
-        for position, word_id in enumerate(word_ids):
-            if word_id is not None and word_id < num_words:
-                positions[word_id].append(position)
-        tagged = [word for word, word_positions in enumerate(positions) if word_positions]
-        token_probs = token_probs.float().cpu()
-        if not tagged:
-            return tagged, token_probs.new_zeros(0, len(self.config.token_labels))
-        if strategy in ("first", "none"):
-            # One gather for all words: per-word tensor indexing made decoding ~6x slower.
-            return tagged, token_probs[[positions[word][0] for word in tagged]]
-        if strategy == "average":
-            return tagged, torch.stack([token_probs[positions[word]].mean(0) for word in tagged])
-        # "max": the sub-token with the most confident prediction
-        candidates = [token_probs[positions[word]] for word in tagged]
-        return tagged, torch.stack([probs[probs.max(-1).values.argmax()] for probs in candidates])
-
-    def decode_prediction(
-        self,
-        text,
-        words,
-        offsets,
-        sentence_probs,
-        token_probs,
-        word_ids,
-        aggregation_strategy="first",
-        embedding=None,
-    ):
-        """One `predict` result from one sequence's probabilities (see `score_batch` and `decode_words`); returns
-        `(result, untagged_words)`."""
-        strategy = self.check_aggregation_strategy(aggregation_strategy)
-        tags, scores, untagged = self.decode_words(token_probs, word_ids, len(words), strategy)
-        return self.prediction_result(text, offsets, tags, scores, sentence_probs, strategy, embedding), untagged
-
-    def prediction_result(self, text, offsets, tags, scores, sentence_probs, aggregation_strategy, embedding=None):
-        """One `predict` result from a text's decoded word tags and scores and its sentence probabilities."""
-        if aggregation_strategy == "none":
-            entities = [
-                {
-                    "entity": tag,
-                    "score": score,
-                    "index": index,
-                    "word": text[start:end],
-                    "start": start,
-                    "end": end,
-                }
-                for index, (tag, score, (start, end)) in enumerate(zip(tags, scores, offsets))
-                if tag != "O"
-            ]
-        else:
-            entities = bio_to_entities(text, tags, scores, offsets)
-        score, label_id = sentence_probs.float().max(-1)
-        result = {"label": self.config.sentence_labels[int(label_id)], "score": float(score), "entities": entities}
-        if embedding is not None:
-            result["embedding"] = embedding.float().cpu().tolist()
-        return result
-
-    def _warn_truncated(self, encoding, indices):
-        truncated = [index for row, index in enumerate(indices) if encoding.encodings[row].overflowing]
-        if truncated:
-            logger.warning(
-                f"inputs {truncated} are longer than max_seq_length={self.config.max_seq_length} tokens and were "
-                "truncated"
-            )
+    @torch.inference_mode()
+    def embed_batch(self, inputs, normalize):
+        """The pooled sentence embeddings of a tokenised batch (L2-normalised when `normalize`), for `encode`."""
+        states = self.run_encoder(**inputs).last_hidden_state
+        pooled = self.pooling(states, inputs["attention_mask"])
+        return F.normalize(pooled, p=2, dim=1) if normalize else pooled
 
 
 class MultiTaskForSequenceClassification(MultiTaskModel):
@@ -1014,7 +605,7 @@ def _byte_level_parts(component):
         index += 1
 
 
-def _adapt_tokenizer(tokenizer, pad_token_id=None):
+def adapt_tokenizer(tokenizer, pad_token_id=None):
     """`tokenizer`, or a changed copy, fit for this model:
 
     - without a pad token (GPT-2 style) it pads with the token `pad_token_id` names, else its end-of-text, BOS or
@@ -1047,173 +638,18 @@ def _adapt_tokenizer(tokenizer, pad_token_id=None):
     return tokenizer
 
 
-def _resolve_encoder(name):
+def resolve_encoder(name):
     if os.path.isdir(name) or name not in ENCODER_RESOLVERS:
         return name
     return ENCODER_RESOLVERS[name](name) or name
 
 
-def _read_json(source, filename):
+def read_json(source, filename):
     path = cached_file(source, filename, _raise_exceptions_for_missing_entries=False)
     if path is None:
         return None
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
-
-
-def _sentence_transformers_settings(source):
-    """Pooling mode, normalisation and max length of a sentence-transformers folder ({} for a plain encoder)."""
-    modules = _read_json(source, "modules.json")
-    if not modules:
-        return {}
-    settings = {"normalize_embeddings": any(m["type"].endswith(".Normalize") for m in modules)}
-    for module in modules:
-        if module["type"].endswith(".Pooling"):
-            pooling = _read_json(source, f"{module['path']}/config.json") or {}
-            for key, mode in (
-                ("pooling_mode_mean_tokens", "mean"),
-                ("pooling_mode_cls_token", "cls"),
-                ("pooling_mode_max_tokens", "max"),
-                ("pooling_mode_lasttoken", "last"),
-            ):
-                if pooling.get(key):
-                    settings["pooling_mode"] = mode
-                    break
-    bert_config = _read_json(source, "sentence_bert_config.json") or {}
-    if bert_config.get("max_seq_length"):
-        settings["max_seq_length"] = int(bert_config["max_seq_length"])
-    return settings
-
-
-def _finish_tokenizer_config(tokenizer_config_path, max_seq_length):
-    """Drop what transformers records about how the tokenizer was loaded (`is_local`, `local_files_only`: a published
-    folder should not carry that), and set `model_max_length` to the model's `max_seq_length`, where the standard
-    pipelines then truncate (`truncation=True`) as `predict` and `encode` do."""
-    if not os.path.exists(tokenizer_config_path):
-        return
-    with open(tokenizer_config_path, encoding="utf-8") as handle:
-        settings = json.load(handle)
-    for key in ("is_local", "local_files_only", "name_or_path"):
-        settings.pop(key, None)
-    settings["model_max_length"] = max_seq_length
-    with open(tokenizer_config_path, "w", encoding="utf-8") as handle:
-        json.dump(settings, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-
-
-_SENTENCE_TRANSFORMERS_POOLING = {
-    "mean": "pooling_mode_mean_tokens",
-    "cls": "pooling_mode_cls_token",
-    "max": "pooling_mode_max_tokens",
-    "last": "pooling_mode_lasttoken",
-}
-
-
-def _write_sentence_transformers_files(config, folder):
-    """modules.json and the pooling config, so `SentenceTransformer(folder, trust_remote_code=True)` loads the same
-    embeddings from the same weights (its Transformer module reads this model's `last_hidden_state`)."""
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    if config.normalize_embeddings:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
-    pooling = {"word_embedding_dimension": config.hidden_size}
-    pooling.update({key: mode == config.pooling_mode for mode, key in _SENTENCE_TRANSFORMERS_POOLING.items()})
-    pooling["pooling_mode_mean_sqrt_len_tokens"] = False
-    files = {
-        "modules.json": modules,
-        "sentence_bert_config.json": {"max_seq_length": config.max_seq_length, "do_lower_case": False},
-        "1_Pooling/config.json": pooling,
-    }
-    for name, content in files.items():
-        path = os.path.join(folder, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=2)
-            handle.write("\n")
-
-
-# Relative links of a model card: markdown links and images, and HTML src/href attributes.
-_CARD_LINK = re.compile(r"""(?:\]\(|(?:src|href)=["'])([^)"'\s#?]+)""")
-
-# A Hub repository id ("name" or "owner/name"), as opposed to a local path.
-_HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
-
-
-def hub_base_model(name):
-    """`name` when it reads as a Hub model id (the card's `base_model`), None for a local folder."""
-    if not name or os.path.isabs(name) or os.path.exists(name) or name.startswith(".") or not _HUB_ID.match(name):
-        return None
-    return name
-
-
-def _copy_model_card(source, folder):
-    """Copy `source/README.md` into `folder` with the files it links to (one folder level deep at most, never out of
-    `source`, never over a model file) and `all_results.json`. Returns whether there was a card."""
-    if not source or not os.path.isfile(os.path.join(source, "README.md")):
-        return False
-    shutil.copyfile(os.path.join(source, "README.md"), os.path.join(folder, "README.md"))
-    with open(os.path.join(source, "README.md"), encoding="utf-8") as handle:
-        names = {match.group(1) for match in _CARD_LINK.finditer(handle.read())}
-    for name in sorted(names | {"all_results.json"}):
-        relative = os.path.normpath(name)
-        if "://" in name or os.path.isabs(relative) or relative.startswith("..") or relative.count(os.sep) > 1:
-            continue
-        path, destination = os.path.join(source, relative), os.path.join(folder, relative)
-        if os.path.isfile(path) and not os.path.exists(destination):
-            os.makedirs(os.path.dirname(destination), exist_ok=True)
-            shutil.copyfile(path, destination)
-    return True
-
-
-def _write_minimal_model_card(config, folder, repo_id, tags=None):
-    """A README.md with the Hub metadata and a usage snippet, for a model pushed without a card of its own."""
-    all_tags = ["custom_code", "multi-task", "sentence-transformers", "text-classification", "token-classification"]
-    all_tags += [tag for tag in tags or [] if tag not in all_tags]
-    lines = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:"]
-    lines += [f"- {json.dumps(tag)}" for tag in all_tags]
-    base_model = hub_base_model(config.encoder_name_or_path)
-    if base_model:
-        lines.append(f"base_model: {json.dumps(base_model)}")
-    lines += [
-        "---",
-        "",
-        "# Multi-task sentence transformer",
-        "",
-        "One shared encoder gives a sentence embedding, a sentence label "
-        f"({', '.join(config.sentence_labels)}) and BIO entities "
-        f"({', '.join(sorted({tag[2:] for tag in config.token_labels if tag != 'O'})) or 'none'}) in one pass.",
-        "",
-        "```python",
-        "from transformers import AutoModel, pipeline",
-        "",
-        f"model = AutoModel.from_pretrained({json.dumps(repo_id)}, trust_remote_code=True)",
-        'model.predict(["A sentence to label."])',
-        'model.encode(["A sentence to embed."])',
-        f"pipe = pipeline(model={json.dumps(repo_id)}, trust_remote_code=True)",
-        "```",
-        "",
-    ]
-    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
-
-
-def _move_into_place(staging, target):
-    """Move a fully written folder to `target`. A new target is one atomic rename; an existing one loses its
-    config.json first and gets it back last, so a crash in between leaves a folder that refuses to load."""
-    if not os.path.exists(target):
-        os.rename(staging, target)
-        return
-    config_path = os.path.join(target, "config.json")
-    if os.path.exists(config_path):
-        os.remove(config_path)
-    names = sorted(os.listdir(staging), key=lambda name: name == "config.json")
-    for name in names:
-        source, destination = os.path.join(staging, name), os.path.join(target, name)
-        if os.path.isdir(destination) and not os.path.islink(destination):
-            shutil.rmtree(destination)
-        os.replace(source, destination)
 
 
 # Imported (last, it reads nothing from here at import time) so that saving copies it with the model code.
@@ -1230,7 +666,4 @@ __all__ = [
     "MultiTaskForTokenClassification",
     "MultiTaskModelOutput",
     "MultiTaskPreTrainedModel",
-    "split_words",
-    "bio_to_entities",
-    "bio_viterbi",
 ]

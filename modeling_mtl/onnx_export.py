@@ -15,8 +15,8 @@ The graph takes `input_ids`, `attention_mask` (and `token_type_ids` when the enc
 batch and sequence dimensions free, and returns `sentence_logits`, `token_logits` and `sentence_embedding`, as
 `MultiTaskModel.forward` does. `model_int8.onnx` is onnxruntime's dynamic quantisation of it: int8 weights of the
 MatMul layers (per output channel, 7-bit range), activations quantised per batch at run time.
-`OnnxMultiTaskModel.predict` / `encode` tokenise and decode with the very code of `MultiTaskModel` (the same
-methods, bound to this class), so only the network differs. benchmarks/onnx_speed.py measures its speed and its
+`OnnxMultiTaskModel.predict` / `encode` tokenise and decode with the very code of `MultiTaskModel` (both inherit
+`inference_mtl.MultiTaskInference`), so only the network differs. benchmarks/onnx_speed.py measures its speed and its
 accuracy on ATIS against the PyTorch model.
 """
 
@@ -31,18 +31,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_mtl import MultiTaskConfig
-from .modeling_mtl import (
-    MultiTaskModel,
-    MultiTaskModelOutput,
-    _forward_parameters,
-    _move_into_place,
-    longest_first_batches,
-)
+from .inference_mtl import MultiTaskInference
+from .modeling_mtl import MultiTaskModel, MultiTaskModelOutput, forward_parameters
+from .publishing_mtl import move_into_place
+from .schema_mtl import TASKS
 
 
 ONNX_NAME = "model.onnx"
 QUANTIZED_NAME = "model_int8.onnx"
-OUTPUT_NAMES = ("sentence_logits", "token_logits", "sentence_embedding")
+OUTPUT_NAMES = (*(task.logits_field for task in TASKS), "sentence_embedding")
 EXPORT_TOLERANCE = 1e-3  # the float32 graph must reproduce the PyTorch logits to this (max abs difference)
 
 
@@ -65,7 +62,7 @@ class _ExportWrapper(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        return outputs.sentence_logits, outputs.token_logits, outputs.sentence_embedding
+        return tuple(getattr(outputs, name) for name in OUTPUT_NAMES)
 
 
 def export_onnx(model, output_dir, quantize=True, opset_version=18, sample_texts=None):
@@ -80,14 +77,14 @@ def export_onnx(model, output_dir, quantize=True, opset_version=18, sample_texts
     _require("onnxscript")
     if not isinstance(model, MultiTaskModel):
         raise TypeError(f"export_onnx takes a MultiTaskModel, not {type(model).__name__}")
-    tokenizer = model._require_tokenizer()
+    tokenizer = model.require_tokenizer()
     texts = sample_texts or ["show me flights from boston to denver", "what is the cheapest fare", "hello"]
     device = model.device
     model = model.eval().cpu()
     encoding = model.tokenize_words([MultiTaskModel.prepare_text(text)[1] for text in texts])
     inputs = {key: value.cpu() for key, value in model.encoder_inputs(encoding).items()}
     # Only inputs the graph reads: segment ids exist for BERT-style encoders, not DistilBERT or decoder-only ones.
-    if "token_type_ids" not in _forward_parameters(type(model.encoder)) or model.causal_encoder:
+    if "token_type_ids" not in forward_parameters(type(model.encoder)) or model.causal_encoder:
         inputs.pop("token_type_ids", None)
     input_names = list(inputs)
     target = Path(output_dir)
@@ -136,7 +133,7 @@ def export_onnx(model, output_dir, quantize=True, opset_version=18, sample_texts
             )
             + "\n"
         )
-        _move_into_place(str(staging), str(target))
+        move_into_place(str(staging), str(target))
         if not quantize and (target / QUANTIZED_NAME).exists():
             (target / QUANTIZED_NAME).unlink()  # an earlier export's; it no longer matches model.onnx
     finally:
@@ -170,10 +167,10 @@ def _session(path, threads=None):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class OnnxMultiTaskModel:
+class OnnxMultiTaskModel(MultiTaskInference):
     """`predict`, `encode` and `score_batch` of a `MultiTaskModel`, with the network run by onnxruntime.
 
-    Tokenisation, batching and decoding are `MultiTaskModel`'s own methods (bound to this class below), so the
+    Tokenisation, batching and decoding are the PyTorch model's own (both inherit `MultiTaskInference`), so the
     results have the same form, and differ from the PyTorch model's only as far as the graph's numbers do.
     """
 
@@ -216,10 +213,8 @@ class OnnxMultiTaskModel:
         if missing:
             raise ValueError(f"the ONNX graph {self.path} needs the inputs {missing}")
         feeds = {name: inputs[name].cpu().numpy() for name in self.input_names}
-        sentence_logits, token_logits, embedding = (torch.from_numpy(value) for value in self.session.run(None, feeds))
-        return MultiTaskModelOutput(
-            sentence_logits=sentence_logits, token_logits=token_logits, sentence_embedding=embedding
-        )
+        values = (torch.from_numpy(value) for value in self.session.run(None, feeds))
+        return MultiTaskModelOutput(**dict(zip(OUTPUT_NAMES, values)))
 
     def score_batch(self, inputs):
         outputs = self(**inputs)
@@ -229,39 +224,11 @@ class OnnxMultiTaskModel:
             "sentence_embedding": outputs.sentence_embedding,
         }
 
-    def encode(self, sentences, batch_size=32, normalize_embeddings=None):
-        """Sentence embeddings (numpy), as `MultiTaskModel.encode` returns them."""
-        single = isinstance(sentences, str)
-        texts = MultiTaskModel.check_inputs([sentences] if single else sentences, allow_words=False)
-        normalize = self.config.normalize_embeddings if normalize_embeddings is None else normalize_embeddings
-        vectors = [None] * len(texts)
-        for indices in longest_first_batches([len(text) for text in texts], batch_size):
-            encoding = self._tokenize([texts[index].strip() for index in indices])
-            self._warn_truncated(encoding, indices)
-            # The graph's embedding follows config.normalize_embeddings; the raw pooled vector is not an output.
-            embedding = self.score_batch(self.encoder_inputs(encoding))["sentence_embedding"]
-            if normalize and not self.config.normalize_embeddings:
-                embedding = F.normalize(embedding, p=2, dim=1)
-            elif not normalize and self.config.normalize_embeddings:
-                raise ValueError("this export returns normalised embeddings only (config.normalize_embeddings)")
-            for row, index in enumerate(indices):
-                vectors[index] = embedding[row]
-        array = torch.stack(vectors).numpy() if vectors else np.empty((0, self.config.hidden_size), np.float32)
-        return array[0] if single else array
-
-    # The PyTorch model's own tokenising and decoding code.
-    _require_tokenizer = MultiTaskModel._require_tokenizer
-    _tokenize = MultiTaskModel._tokenize
-    _warn_truncated = MultiTaskModel._warn_truncated
-    check_aggregation_strategy = staticmethod(MultiTaskModel.check_aggregation_strategy)
-    check_inputs = staticmethod(MultiTaskModel.check_inputs)
-    prepare_text = staticmethod(MultiTaskModel.prepare_text)
-    tokenize_words = MultiTaskModel.tokenize_words
-    encoder_inputs = MultiTaskModel.encoder_inputs
-    decode_words = MultiTaskModel.decode_words
-    decode_words_batch = MultiTaskModel.decode_words_batch
-    _word_probs = MultiTaskModel._word_probs
-    prediction_result = MultiTaskModel.prediction_result
-    decode_prediction = MultiTaskModel.decode_prediction
-    predict = MultiTaskModel.predict
-
+    def embed_batch(self, inputs, normalize):
+        # The graph's embedding follows config.normalize_embeddings; the raw pooled vector is not an output.
+        embedding = self.score_batch(inputs)["sentence_embedding"]
+        if normalize and not self.config.normalize_embeddings:
+            return F.normalize(embedding, p=2, dim=1)
+        if not normalize and self.config.normalize_embeddings:
+            raise ValueError("this export returns normalised embeddings only (config.normalize_embeddings)")
+        return embedding

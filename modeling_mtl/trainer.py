@@ -32,14 +32,13 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_optimizer import is_optimizer_factory
 
 from .metrics import preprocess_logits_for_metrics
-from .modeling_mtl import _summed_cross_entropy
+from .publishing_mtl import TRAINING_WEIGHTS_NAME
+from .schema_mtl import TASKS
 from .transfer import TaskSampler, TransferPlan, UncertaintyWeighting, UnfreezingCallback
-from .weight_averaging import TRAINING_WEIGHTS_NAME, WeightAverage, averaged_parameters
+from .weight_averaging import WeightAverage, averaged_parameters
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("sentence", "token")
-LABEL_KEYS = {"sentence": "sentence_labels", "token": "token_labels"}
 LOSS_WEIGHTING_NAME = "loss_weighting.json"  # in each checkpoint folder, next to optimizer.pt
 TRAINING_ARGS_JSON = "training_args.json"  # instead of Trainer's pickled TRAINING_ARGS_NAME (training_args.bin)
 
@@ -70,20 +69,19 @@ class MultiTaskTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("preprocess_logits_for_metrics", self._preprocess_logits_for_metrics)
         super().__init__(*args, **kwargs)
-        # [sentence loss sum, sentence count, token loss sum, token count] since the last log / during an evaluation.
-        self._task_totals = {"train": torch.zeros(4, dtype=torch.float64), "eval": torch.zeros(4, dtype=torch.float64)}
+        # [loss sum, labelled count] of each task (TASKS order) since the last log / during an evaluation.
+        self._task_totals = {phase: torch.zeros(2 * len(TASKS), dtype=torch.float64) for phase in ("train", "eval")}
         self.transfer = TransferPlan(self.model, self.args)
         self.loss_weighting = None
         if getattr(self.args, "loss_weighting", "static") == "uncertainty" and self.transfer.trained_tasks:
             self.loss_weighting = UncertaintyWeighting(self.transfer.trained_tasks).to(self.args.device)
             # Trainer clears the model's gradients after each optimizer step; these live outside the model.
             self.add_callback(_ClearGradients(self.loss_weighting))
-        # The trainer combines the task losses itself when a frozen head's loss must be left out, the weights are
-        # learned or the labels smoothed; otherwise the model's own (statically weighted) loss is used as it is.
+        # The model computes every task's loss (label-smoothed in training when asked); the trainer combines the task
+        # sums itself only when a frozen head's loss must be left out or the weights are learned, and otherwise uses
+        # the model's own (statically weighted) loss as it is.
         self.label_smoothing = float(self.args.label_smoothing_factor or 0.0)
-        self._combine_losses = (
-            bool(self.transfer.frozen_tasks) or self.loss_weighting is not None or self.label_smoothing > 0
-        )
+        self._combine_losses = bool(self.transfer.frozen_tasks) or self.loss_weighting is not None
         if self.transfer.groups:
             if self.args.world_size > 1 and self.args.ddp_find_unused_parameters is False:
                 raise ValueError(
@@ -282,12 +280,12 @@ class MultiTaskTrainer(Trainer):
     # ------------------------------------------------------------------ loss
 
     def _get_num_items_in_batch(self, batch_samples, device):
-        present = [task for task in TASKS if batch_samples and LABEL_KEYS[task] in batch_samples[0]]
+        present = [task for task in TASKS if batch_samples and task.label_key in batch_samples[0]]
         if not present:
             return None
         counts = torch.stack(
             [
-                sum((batch[LABEL_KEYS[task]] != -100).sum() for batch in batch_samples)
+                sum((batch[task.label_key] != -100).sum() for batch in batch_samples)
                 if task in present
                 else torch.tensor(0)
                 for task in TASKS
@@ -295,11 +293,13 @@ class MultiTaskTrainer(Trainer):
         ).to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             counts = self.accelerator.gather(counts).reshape(-1, len(TASKS)).sum(0)
-        return {task: counts[index] for index, task in enumerate(TASKS) if task in present}
+        return {task.name: counts[index] for index, task in enumerate(TASKS) if task in present}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training and (self.transfer.static_frozen or self.transfer.groups):
             self.transfer.set_frozen_modules_eval()
+        if model.training and self.label_smoothing > 0:
+            inputs = {**inputs, "label_smoothing": self.label_smoothing}
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training:
             self._add_task_losses("train", inputs, outputs)
@@ -308,27 +308,26 @@ class MultiTaskTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _combined_loss(self, inputs, outputs, num_items_in_batch):
-        """The optimised loss of the trained tasks: each task's summed loss over the accumulated (and gathered)
-        batch's labelled items, as the model computes it (label-smoothed when `label_smoothing_factor` > 0), times its
-        static weight, and with uncertainty weighting `exp(-s) * that + s / 2 * (this micro-batch's share of the
-        task's items)`."""
-        config = self.model.config
-        static_weights = {"sentence": config.sentence_loss_weight, "token": config.token_loss_weight}
+        """The optimised loss of the trained tasks, from the model's per-task summed losses (`outputs.loss_sums`,
+        label-smoothed when `label_smoothing_factor` > 0) over the accumulated (and gathered) batch's labelled items,
+        times each task's static weight, and with uncertainty weighting `exp(-s) * that + s / 2 * (this micro-batch's
+        share of the task's items)`."""
+        tasks = {task.name: task for task in TASKS}
+        loss_sums, label_counts = outputs.loss_sums or {}, outputs.label_counts or {}
         terms = []
         for task in self.transfer.trained_tasks:
-            labels, mean, logits = inputs.get(LABEL_KEYS[task]), outputs[f"{task}_loss"], outputs[f"{task}_logits"]
-            if labels is None or mean is None:
-                terms.append(logits.sum() * 0.0)  # keeps the head in the graph, as DDP expects
+            if task not in loss_sums:
+                terms.append(outputs[tasks[task].logits_field].sum() * 0.0)  # keeps the head in the graph, as DDP expects
                 continue
-            count = (labels != -100).sum().to(mean.device, mean.dtype)
-            if self.label_smoothing > 0:
-                mean = _summed_cross_entropy(logits, labels, self.label_smoothing)[0] / count.clamp(min=1)
+            total = loss_sums[task]
+            count = label_counts[task].to(total.device, total.dtype)
+            mean = total / count.clamp(min=1)
             normaliser = num_items_in_batch.get(task) if isinstance(num_items_in_batch, dict) else None
             if normaliser is None:
                 fraction = (count > 0).to(mean.dtype)
             else:
                 fraction = count / torch.as_tensor(normaliser, device=mean.device).clamp(min=1).to(mean.dtype)
-            term = static_weights[task] * (mean if normaliser is None else mean * fraction)
+            term = getattr(self.model.config, tasks[task].loss_weight_key) * (mean if normaliser is None else mean * fraction)
             if self.loss_weighting is not None:
                 term = self.loss_weighting.weighted(task, term, fraction)
             terms.append(term)
@@ -353,10 +352,10 @@ class MultiTaskTrainer(Trainer):
     def _add_task_losses(self, phase, inputs, outputs):
         totals = self._task_totals[phase]
         for index, task in enumerate(TASKS):
-            labels, task_loss = inputs.get(LABEL_KEYS[task]), outputs[f"{task}_loss"]
-            if labels is None or task_loss is None:
+            task_loss = outputs[task.loss_field]
+            if task_loss is None:
                 continue
-            count = int((labels != -100).sum())
+            count = int(outputs.label_counts[task.name])
             totals[2 * index] += float(task_loss.detach()) * count
             totals[2 * index + 1] += count
 
@@ -367,7 +366,7 @@ class MultiTaskTrainer(Trainer):
             totals = self.accelerator.reduce(totals.to(self.args.device), reduction="sum").cpu()
         self._task_totals[phase] = torch.zeros_like(self._task_totals[phase])
         return {
-            f"{prefix}{task}_loss": round(float(totals[2 * index] / totals[2 * index + 1]), 4)
+            f"{prefix}{task.loss_field}": round(float(totals[2 * index] / totals[2 * index + 1]), 4)
             for index, task in enumerate(TASKS)
             if totals[2 * index + 1] > 0
         }

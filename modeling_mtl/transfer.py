@@ -22,12 +22,11 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
+from .schema_mtl import TASKS
+
 logger = logging.getLogger(__name__)
 
-TASKS = ("sentence", "token")
-HEAD_MODULES = {"sentence": "sentence_head", "token": "token_head"}
-
-FREEZE_PRESETS = ("none", "encoder", "all", "sentence_head", "token_head")
+FREEZE_PRESETS = ("none", "encoder", "all", *(task.head_module for task in TASKS))
 UNFREEZING_SCHEDULES = ("none", "gradual", "linear_probe")
 UNFREEZE_UNITS = ("steps", "epochs")
 LOSS_WEIGHTINGS = ("static", "uncertainty")
@@ -230,11 +229,10 @@ class TransferPlan:
             static.update(names)
         if "encoder" in self.freeze:
             static.update(name for name in names if name.startswith("encoder."))
-        self.frozen_tasks = tuple(
-            task for task in TASKS if "all" in self.freeze or HEAD_MODULES[task] in self.freeze
-        )
-        for task in self.frozen_tasks:
-            static.update(name for name in names if name.startswith(f"{HEAD_MODULES[task]}."))
+        frozen = [task for task in TASKS if "all" in self.freeze or task.head_module in self.freeze]
+        self.frozen_tasks = tuple(task.name for task in frozen)
+        for task in frozen:
+            static.update(name for name in names if name.startswith(f"{task.head_module}."))
         if self.freeze_layers:
             static.update(self.structure.embedding_params)
             for index in range(self.freeze_layers):
@@ -258,7 +256,7 @@ class TransferPlan:
         for name, parameter in model.named_parameters():
             if name in static:
                 parameter.requires_grad_(False)
-        self._eval_candidates = [model.encoder, *(getattr(model, HEAD_MODULES[task]) for task in TASKS)]
+        self._eval_candidates = [model.encoder, *(getattr(model, task.head_module) for task in TASKS)]
         if self.structure is not None:
             self._eval_candidates += [*self.structure.embedding_modules, *self.structure.layers]
         if self.static_frozen:
@@ -285,7 +283,7 @@ class TransferPlan:
 
     @property
     def trained_tasks(self):
-        return tuple(task for task in TASKS if task not in self.frozen_tasks)
+        return tuple(task.name for task in TASKS if task.name not in self.frozen_tasks)
 
     # ----------------------------------------------------------------- schedule
 

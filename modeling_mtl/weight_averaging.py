@@ -14,7 +14,7 @@ import contextlib
 
 import torch
 
-TRAINING_WEIGHTS_NAME = "training_weights.safetensors"
+from .publishing_mtl import TRAINING_WEIGHTS_NAME  # noqa: F401 (the checkpoint file this module's state goes in)
 
 
 def check_ema_decay(decay: float) -> None:

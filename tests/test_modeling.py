@@ -16,7 +16,8 @@ from transformers import AutoModel, BertModel
 
 from conftest import SENTENCE_LABELS, SHARED_DATA, TOKEN_LABELS, is_valid_bio, needs_shared_data
 from modeling_mtl import MultiTaskModel, split_words
-from modeling_mtl.modeling_mtl import Pooling, bio_to_entities, bio_viterbi, bio_viterbi_batch
+from modeling_mtl.decoding_mtl import bio_to_entities, bio_viterbi, bio_viterbi_batch
+from modeling_mtl.modeling_mtl import Pooling
 
 
 def batch(tokenizer, texts):

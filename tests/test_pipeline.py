@@ -12,7 +12,7 @@ from transformers import pipeline
 
 from conftest import DEMO_DATA
 from modeling_mtl import split_words
-from modeling_mtl.modeling_mtl import bio_to_entities
+from modeling_mtl.decoding_mtl import bio_to_entities
 from test_modeling import IRREGULAR_TEXTS
 
 STRATEGIES = ["first", "average", "max", "none"]

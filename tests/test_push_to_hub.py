@@ -187,7 +187,8 @@ def test_model_push_to_hub_uploads_the_folder_and_its_card_in_one_commit(in_proc
     assert info.oid and len(hub.commits) == 1 and not hub.unexpected
     sent = hub.commits[0]["files"]
     assert {"README.md", "plots/curve.png", "all_results.json", "config.json", "model.safetensors", "modeling_mtl.py",
-            "configuration_mtl.py", "pipeline_mtl.py", "tokenizer.json", "modules.json",
+            "configuration_mtl.py", "pipeline_mtl.py", "inference_mtl.py", "decoding_mtl.py", "publishing_mtl.py",
+            "schema_mtl.py", "tokenizer.json", "modules.json",
             "1_Pooling/config.json"} == set(sent) - {"tokenizer_config.json", "sentence_bert_config.json"}
     assert sent["README.md"] == (folder / "README.md").read_bytes()
     assert hub.created[0]["visibility"] == "private"

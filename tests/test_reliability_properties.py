@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conftest import tiny_config
 from modeling_mtl import MultiTaskModel, split_words
-from modeling_mtl.modeling_mtl import bio_to_entities, join_words
+from modeling_mtl.decoding_mtl import bio_to_entities, join_words
 
 TYPES = ["LOC", "PER"]
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
