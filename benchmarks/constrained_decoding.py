@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from modeling_mtl import MultiTaskModel  # noqa: E402
-from modeling_mtl.cli import TOKEN_DECODING_CHOICES  # noqa: E402
+from modeling_mtl.schema_mtl import TOKEN_DECODINGS  # noqa: E402
 from modeling_mtl.cli import main as cli  # noqa: E402
 from modeling_mtl.data import DataSource, load_sources  # noqa: E402
 
@@ -47,10 +47,10 @@ def scores(folder, data_dir, split, token_decoding):
 def predict_throughput(folder, texts, repeats):
     """Texts per second of `predict` (batch 32) with each decoding, runs interleaved; and the speed ratio."""
     model = MultiTaskModel.from_pretrained(folder).eval()
-    seconds = {decoding: [] for decoding in TOKEN_DECODING_CHOICES}
+    seconds = {decoding: [] for decoding in TOKEN_DECODINGS}
     model.predict(texts[:64])  # warm-up
     for _ in range(repeats):
-        for decoding in TOKEN_DECODING_CHOICES:
+        for decoding in TOKEN_DECODINGS:
             model.config.token_decoding = decoding
             start = time.perf_counter()
             model.predict(texts, batch_size=32)
@@ -74,7 +74,7 @@ def main(argv=None):
     results = {}
     for folder in args.models:
         results[folder] = {
-            split: {decoding: scores(folder, args.data_dir, split, decoding) for decoding in TOKEN_DECODING_CHOICES}
+            split: {decoding: scores(folder, args.data_dir, split, decoding) for decoding in TOKEN_DECODINGS}
             for split in ("validation", "test")
         }
         results[folder]["predict"] = predict_throughput(folder, texts, args.repeats)

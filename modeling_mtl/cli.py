@@ -22,8 +22,9 @@ a one-line message on standard error and exit status 2; arguments are checked be
 import argparse
 import json
 import os
-import re
 import sys
+
+from .schema_mtl import AGGREGATION_STRATEGIES, HUB_ID, MODEL_TYPE, TASKS, TOKEN_DECODINGS
 
 EXIT_USAGE = 2
 DATA_KEYS = (
@@ -36,12 +37,8 @@ DATA_KEYS = (
     "sentence_label_column",
     "tags_column",
 )
-AGGREGATION_CHOICES = ("first", "average", "max", "none")
 SPLIT_CHOICES = ("train", "validation", "test")
 ONNX_CHOICES = ("fp32", "int8")
-TOKEN_DECODING_CHOICES = ("argmax", "bio_viterbi")  # configuration_mtl.TOKEN_DECODINGS, without importing transformers
-MODEL_TYPE = "multitask-sentence-transformer"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?$")  # what may be a Hub repo id rather than a local path
 
 
 class CommandError(Exception):
@@ -72,7 +69,7 @@ def build_parser():
                              "onnxruntime on the CPU")
 
     def add_decoding_option(command):
-        command.add_argument("--token_decoding", choices=TOKEN_DECODING_CHOICES, default=None,
+        command.add_argument("--token_decoding", choices=TOKEN_DECODINGS, default=None,
                              help="how word tags are read from the token head (default: the model's "
                              "token_decoding): argmax per word, or bio_viterbi, the best valid BIO sequence")
 
@@ -82,7 +79,7 @@ def build_parser():
     )
     add_model_options(predict)
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts; none: read lines from standard input")
-    predict.add_argument("--aggregation_strategy", choices=AGGREGATION_CHOICES, default="first",
+    predict.add_argument("--aggregation_strategy", choices=AGGREGATION_STRATEGIES, default="first",
                          help="how a word's tag comes from its sub-tokens (default first)")
     predict.add_argument("--return_embedding", action="store_true", help="add the sentence embedding")
     add_decoding_option(predict)
@@ -350,33 +347,27 @@ def score(model, encoded, batch_size):
     import torch
 
     from .data import MultiTaskCollator
-    from .metrics import preprocess_logits_for_metrics
+    from .metrics import TaskLossTotals, preprocess_logits_for_metrics
 
     collator = MultiTaskCollator(model.tokenizer)
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "sentence_labels", "token_labels")
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", *(task.label_key for task in TASKS))
                if c in encoded.column_names]
     rows = encoded.select_columns(columns)
     sentence_ids, token_predictions = [], []
-    totals = {"sentence": [0.0, 0], "token": [0.0, 0]}
+    totals = TaskLossTotals()
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
             batch = {key: value.to(model.device) for key, value in batch.items()}
             outputs = model(**batch)
             sentence_batch, token_batch = preprocess_logits_for_metrics(
-                (outputs.sentence_logits, outputs.token_logits), None, model.config.token_decoding
+                tuple(getattr(outputs, task.logits_field) for task in TASKS), None, model.config.token_decoding
             )
             sentence_ids.extend(sentence_batch.cpu().tolist())
             token_predictions.extend(row.float().numpy() if row.is_floating_point() else row.numpy()
                                      for row in token_batch.cpu())
-            for task in ("sentence", "token"):
-                labels, loss = batch.get(f"{task}_labels"), getattr(outputs, f"{task}_loss")
-                if labels is not None and loss is not None:
-                    count = int((labels != -100).sum())
-                    totals[task][0] += float(loss) * count
-                    totals[task][1] += count
-    losses = {f"{task}_loss": total / count for task, (total, count) in totals.items() if count}
-    return (sentence_ids, token_predictions), losses
+            totals.add(outputs)
+    return (sentence_ids, token_predictions), totals.take(digits=None)
 
 
 def run_evaluate(args, stdout):

@@ -20,9 +20,43 @@ import numpy
 import torch
 
 from .decoding_mtl import bio_viterbi_batch
+from .schema_mtl import TASKS
 
 PADDING = -100  # what Trainer pads predictions with across batches
 METRIC_PATH = str(Path(__file__).resolve().parent / "multitask_metric")
+
+
+class TaskLossTotals:
+    """Each task's loss summed over its labelled items, and their count, across batches: the mean loss per task of
+    training's logs, of an evaluation (the trainer's) and of `python -m modeling_mtl evaluate`."""
+
+    def __init__(self):
+        self.totals = torch.zeros(2 * len(TASKS), dtype=torch.float64)  # [loss sum, count] per task, TASKS order
+
+    def add(self, outputs):
+        """Count a `MultiTaskModelOutput` (tasks without labels in it, or outputs without losses, add nothing)."""
+        for index, task in enumerate(TASKS):
+            mean = getattr(outputs, task.loss_field, None)
+            if mean is None or not getattr(outputs, "label_counts", None):
+                continue
+            count = int(outputs.label_counts[task.name])
+            self.totals[2 * index] += float(mean.detach()) * count
+            self.totals[2 * index + 1] += count
+
+    def take(self, prefix="", reduce=None, digits=4):
+        """`{prefix}{task}_loss: mean}` for the tasks seen since the last call (rounded to `digits`, None: not
+        rounded), and start again; `reduce` (e.g. a sum over processes) is applied to the totals first."""
+        totals = self.totals if reduce is None else reduce(self.totals)
+        self.totals = torch.zeros_like(self.totals)
+        means = {
+            f"{prefix}{task.loss_field}": float(totals[2 * index] / totals[2 * index + 1])
+            for index, task in enumerate(TASKS)
+            if totals[2 * index + 1] > 0
+        }
+        return means if digits is None else {key: round(value, digits) for key, value in means.items()}
+
+    def reset(self):
+        self.totals.zero_()
 
 
 def load_multitask_metric(**kwargs):

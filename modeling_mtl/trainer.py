@@ -31,7 +31,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_optimizer import is_optimizer_factory
 
-from .metrics import preprocess_logits_for_metrics
+from .metrics import TaskLossTotals, preprocess_logits_for_metrics
 from .publishing_mtl import TRAINING_WEIGHTS_NAME
 from .schema_mtl import TASKS
 from .transfer import TaskSampler, TransferPlan, UncertaintyWeighting, UnfreezingCallback
@@ -69,8 +69,8 @@ class MultiTaskTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("preprocess_logits_for_metrics", self._preprocess_logits_for_metrics)
         super().__init__(*args, **kwargs)
-        # [loss sum, labelled count] of each task (TASKS order) since the last log / during an evaluation.
-        self._task_totals = {phase: torch.zeros(2 * len(TASKS), dtype=torch.float64) for phase in ("train", "eval")}
+        # Each task's loss since the last log / during an evaluation.
+        self._task_totals = {"train": TaskLossTotals(), "eval": TaskLossTotals()}
         self.transfer = TransferPlan(self.model, self.args)
         self.loss_weighting = None
         if getattr(self.args, "loss_weighting", "static") == "uncertainty" and self.transfer.trained_tasks:
@@ -302,7 +302,7 @@ class MultiTaskTrainer(Trainer):
             inputs = {**inputs, "label_smoothing": self.label_smoothing}
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training:
-            self._add_task_losses("train", inputs, outputs)
+            self._task_totals["train"].add(outputs)
             if self._combine_losses:
                 loss = self._combined_loss(inputs, outputs, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
@@ -349,27 +349,12 @@ class MultiTaskTrainer(Trainer):
             parameter.grad /= self.args.world_size
         return loss
 
-    def _add_task_losses(self, phase, inputs, outputs):
-        totals = self._task_totals[phase]
-        for index, task in enumerate(TASKS):
-            task_loss = outputs[task.loss_field]
-            if task_loss is None:
-                continue
-            count = int(outputs.label_counts[task.name])
-            totals[2 * index] += float(task_loss.detach()) * count
-            totals[2 * index + 1] += count
-
     def _task_loss_logs(self, phase, prefix=""):
         """Mean loss per task over all processes since the last call; resets the totals."""
-        totals = self._task_totals[phase]
+        reduce = None
         if self.args.world_size > 1:
-            totals = self.accelerator.reduce(totals.to(self.args.device), reduction="sum").cpu()
-        self._task_totals[phase] = torch.zeros_like(self._task_totals[phase])
-        return {
-            f"{prefix}{task.loss_field}": round(float(totals[2 * index] / totals[2 * index + 1]), 4)
-            for index, task in enumerate(TASKS)
-            if totals[2 * index + 1] > 0
-        }
+            reduce = lambda totals: self.accelerator.reduce(totals.to(self.args.device), reduction="sum").cpu()  # noqa: E731
+        return self._task_totals[phase].take(prefix, reduce)
 
     def log(self, logs, *args, **kwargs):
         if "loss" in logs:  # a training log: every process gets here, so the reduction is safe
@@ -399,14 +384,14 @@ class MultiTaskTrainer(Trainer):
         with torch.no_grad(), self.compute_loss_context_manager():
             outputs = model(**inputs)
         loss = outputs.loss.detach().mean() if has_labels and outputs.loss is not None else None
-        self._add_task_losses("eval", inputs, outputs)
+        self._task_totals["eval"].add(outputs)
         if prediction_loss_only:
             return loss, None, None
-        logits = (outputs.sentence_logits.detach(), outputs.token_logits.detach())
+        logits = tuple(getattr(outputs, task.logits_field).detach() for task in TASKS)
         return loss, logits, (labels if has_labels else None)
 
     def evaluation_loop(self, *args, metric_key_prefix="eval", **kwargs):
-        self._task_totals["eval"].zero_()
+        self._task_totals["eval"].reset()
         output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
         output.metrics.update(self._task_loss_logs("eval", prefix=f"{metric_key_prefix}_"))
         return output

@@ -17,14 +17,15 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .data import DataSource
 from .modeling_mtl import DEFAULT_ENCODER
+from .schema_mtl import POOLING_MODES, TOKEN_DECODINGS
 from .transfer import (
     FREEZE_PRESETS,
     LOSS_WEIGHTINGS,
     TASK_SAMPLINGS,
     UNFREEZE_UNITS,
     UNFREEZING_SCHEDULES,
+    check_option,
     check_transfer_arguments,
-    parse_freeze,
 )
 from .weight_averaging import check_ema_decay
 
@@ -38,7 +39,8 @@ class ModelArguments:
         metadata={"help": "Hub id or local folder of the pretrained encoder (any AutoModel-compatible encoder)."},
     )
     pooling_mode: str | None = field(
-        default=None, metadata={"help": "mean | cls | max | last; default: the encoder's sentence-transformers setting."}
+        default=None,
+        metadata={"help": f"{' | '.join(POOLING_MODES)}; default: the encoder's sentence-transformers setting."},
     )
     normalize_embeddings: bool | None = field(
         default=None, metadata={"help": "L2-normalise sentence embeddings; default: the encoder's setting."}
@@ -52,7 +54,7 @@ class ModelArguments:
     token_decoding: str | None = field(
         default="bio_viterbi",
         metadata={
-            "help": "argmax | bio_viterbi: how word tags are read from the token head in evaluation (and so the "
+            "help": f"{' | '.join(TOKEN_DECODINGS)}: how word tags are read from the token head in evaluation (and so the "
             "checkpoint choice), predict and the multitask pipeline. bio_viterbi: the best tag sequence in which I-x "
             "only follows B-x or I-x (better dev scores on ATIS and WNUT-17, see README); argmax: each word's most "
             "likely tag, as the standard token-classification pipeline and MultiTaskConfig's default."
@@ -70,9 +72,8 @@ class ModelArguments:
     )
 
     def config_overrides(self) -> dict:
-        """The MultiTaskConfig fields set here (None means: keep the encoder's own setting)."""
-        names = ("pooling_mode", "normalize_embeddings", "max_seq_length", "head_dropout", "sentence_loss_weight",
-                 "token_loss_weight", "token_decoding", "sentence_label_separator")
+        """The MultiTaskConfig fields set here: every field but `encoder` (None means: keep the encoder's own setting)."""
+        names = [item.name for item in dataclasses.fields(self) if item.name != "encoder"]
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -218,14 +219,6 @@ class MultiTaskTrainingArguments(TrainingArguments):
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, MultiTaskTrainingArguments)
 
-# String options with a fixed set of values, checked (naming the file or the command line) before parsing.
-CHOICES = {
-    "unfreezing": UNFREEZING_SCHEDULES,
-    "unfreeze_unit": UNFREEZE_UNITS,
-    "loss_weighting": LOSS_WEIGHTINGS,
-    "task_sampling": TASK_SAMPLINGS,
-}
-
 
 class _Yaml12Loader(yaml.SafeLoader):
     """YAML with YAML 1.2 booleans: only true/false are booleans, so `save_strategy: no` stays the string "no"."""
@@ -356,14 +349,6 @@ def parse_arguments(argv: list[str], default_config: str | None = None):
             raise ValueError(
                 f"argument {key!r} (from {origin[key]}) is {value!r} ({type(value).__name__}), expected {fields[key]}"
             )
-        if key in CHOICES and value not in CHOICES[key]:
-            raise ValueError(
-                f"argument {key!r} (from {origin[key]}) is {value!r}, expected one of: {', '.join(CHOICES[key])}"
-            )
-        if key == "freeze":
-            try:
-                parse_freeze(value)
-            except ValueError as error:
-                raise ValueError(f"argument 'freeze' (from {origin[key]}): {error}") from None
+        check_option(key, value, origin[key])
     parser = HfArgumentParser(ARGUMENT_CLASSES)
     return parser.parse_dict(values)

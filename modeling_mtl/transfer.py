@@ -31,6 +31,13 @@ UNFREEZING_SCHEDULES = ("none", "gradual", "linear_probe")
 UNFREEZE_UNITS = ("steps", "epochs")
 LOSS_WEIGHTINGS = ("static", "uncertainty")
 TASK_SAMPLINGS = ("none", "proportional", "temperature", "uniform")
+# The string options with a fixed set of values (`freeze`, a combination of presets, is read by `parse_freeze`).
+OPTION_CHOICES = {
+    "unfreezing": UNFREEZING_SCHEDULES,
+    "unfreeze_unit": UNFREEZE_UNITS,
+    "loss_weighting": LOSS_WEIGHTINGS,
+    "task_sampling": TASK_SAMPLINGS,
+}
 
 # Where encoders keep their list of transformer blocks, relative to `model.encoder` (first match wins):
 # BERT / RoBERTa / MiniLM / ELECTRA, DistilBERT, GPT-2 / GPT-Neo / GPT-J / BLOOM / Falcon, Llama / Mistral /
@@ -67,20 +74,25 @@ def parse_freeze(value) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for name in names if name != "none"))
 
 
+def check_option(key, value, where=None) -> None:
+    """Refuse a value of a choice option (`OPTION_CHOICES`) or of `freeze`; other keys pass. `where` (a file, "the
+    command line") is named in the message."""
+    source = f" (from {where})" if where else ""
+    if key == "freeze":
+        try:
+            parse_freeze(value)
+        except ValueError as error:
+            raise ValueError(f"argument 'freeze'{source}: {error}" if where else str(error)) from None
+    elif key in OPTION_CHOICES and value not in OPTION_CHOICES[key]:
+        raise ValueError(f"argument {key!r}{source} is {value!r}, expected one of: {', '.join(OPTION_CHOICES[key])}")
+
+
 def check_transfer_arguments(args) -> None:
     """Refuse inconsistent transfer-learning options with a message naming them (called by the arguments class)."""
-    choices = {
-        "unfreezing": UNFREEZING_SCHEDULES,
-        "unfreeze_unit": UNFREEZE_UNITS,
-        "loss_weighting": LOSS_WEIGHTINGS,
-        "task_sampling": TASK_SAMPLINGS,
-    }
-    for key, allowed in choices.items():
-        value = getattr(args, key)
-        if value not in allowed:
-            raise ValueError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+    for key in (*OPTION_CHOICES, "freeze"):
+        check_option(key, getattr(args, key))
     freeze = parse_freeze(args.freeze)
-    if "sentence_head" in freeze and "token_head" in freeze:
+    if all(task.head_module in freeze for task in TASKS):
         raise ValueError(
             f"freeze={args.freeze!r} freezes both heads, which leaves no task loss to train anything; use freeze: all "
             "for a feature extractor"

@@ -1,5 +1,6 @@
 """`python -m modeling_mtl {predict,embed,evaluate,export-onnx}` on a tiny model folder."""
 
+import argparse
 import io
 import json
 import os
@@ -233,7 +234,11 @@ def test_export_onnx_writes_a_graph_that_predicts_and_evaluates_like_the_model(m
 
 
 def test_token_decoding_choices_are_the_configs():
-    from modeling_mtl.cli import TOKEN_DECODING_CHOICES
+    from modeling_mtl.cli import build_parser
     from modeling_mtl.configuration_mtl import TOKEN_DECODINGS
 
-    assert TOKEN_DECODING_CHOICES == TOKEN_DECODINGS
+    parser = build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    for name in ("predict", "evaluate"):
+        option = next(a for a in commands.choices[name]._actions if "--token_decoding" in a.option_strings)
+        assert tuple(option.choices) == TOKEN_DECODINGS

@@ -140,7 +140,7 @@ def test_label_smoothing_is_applied_to_both_tasks_and_keeps_accumulation_exact(m
     assert float(smoothed.detach()) == pytest.approx(float(expected), rel=1e-5)
     assert float(smoothed.detach()) != pytest.approx(float(outputs.loss), rel=1e-3)  # the smoothing did change the loss
     # The logged task losses stay the plain cross-entropy, comparable with unsmoothed runs.
-    assert trainer._task_totals["train"][0] / trainer._task_totals["train"][1] == pytest.approx(
+    assert trainer._task_totals["train"].totals[0] / trainer._task_totals["train"].totals[1] == pytest.approx(
         float(outputs.sentence_loss), rel=1e-5
     )
 
