@@ -8,6 +8,9 @@ them are copied into every saved model folder and loaded with `trust_remote_code
 `torch`, `transformers` and the standard library, and make no network call of their own (only `push_to_hub`, when
 called, talks to the Hub, through transformers' client).
 
+It is a little over 600 lines because the network and how it is built, loaded and saved are methods of one
+`PreTrainedModel` class, as in transformers' own modeling files; see docs/architecture.md for the rooms.
+
     model = MultiTaskModel.from_encoder("sentence-transformers/all-MiniLM-L6-v2",
                                         sentence_labels=["travel", "other"], token_labels=["O", "B-LOC", "I-LOC"])
     model.encode(["A sentence."])            # embeddings, as SentenceTransformer.encode
