@@ -22,7 +22,7 @@ import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import TrainingArguments
 
-from .modeling_mtl import hub_base_model
+from .publishing_mtl import hub_base_model
 
 logger = logging.getLogger(__name__)
 

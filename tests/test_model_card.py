@@ -12,7 +12,7 @@ from transformers import TrainingArguments
 
 from conftest import DEMO_DATA, REPO
 from modeling_mtl.model_card import find_template, write_model_card
-from modeling_mtl.modeling_mtl import hub_base_model
+from modeling_mtl.publishing_mtl import hub_base_model
 from train_mtl import main
 
 CARD_RUN = [

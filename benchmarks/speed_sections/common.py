@@ -98,7 +98,7 @@ def encode_batches(model, sentences, batch_size):
     order = sorted(range(len(sentences)), key=lambda index: -len(sentences[index]))
     batches = []
     for start in range(0, len(order), batch_size):
-        encoding = model._tokenize([sentences[index].strip() for index in order[start : start + batch_size]])
+        encoding = model.tokenize_texts([sentences[index].strip() for index in order[start : start + batch_size]])
         batches.append(model.encoder_inputs(encoding))
     return batches
 
@@ -107,7 +107,7 @@ def run_encoder(model, batches):
     """The encoder alone on pre-tokenised batches (what `encode` runs between tokenising and pooling)."""
     with torch.inference_mode():
         for inputs in batches:
-            model._run_encoder(**inputs)
+            model.run_encoder(**inputs)
 
 
 def entity_key(entity):
@@ -201,6 +201,7 @@ def code_facts():
         ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         pass
-    source = REPO / "modeling_mtl" / "modeling_mtl.py"
-    facts["modeling_mtl.py_sha256"] = hashlib.sha256(source.read_bytes()).hexdigest()
+    # The remote-code files: the code the timed model runs, as a saved folder carries it.
+    for source in sorted((REPO / "modeling_mtl").glob("*_mtl.py")):
+        facts[f"{source.name}_sha256"] = hashlib.sha256(source.read_bytes()).hexdigest()
     return facts
