@@ -28,7 +28,7 @@ from modeling_mtl import MultiTaskModel
 from modeling_mtl.data import MultiTaskCollator, build_label_maps, encode_dataset_dict, load_sources
 from modeling_mtl.hub import create_repo, push_folder, take_push_settings
 from modeling_mtl.metrics import build_compute_metrics, predictions_to_records
-from modeling_mtl.model_card import embedding_sample, write_model_card
+from modeling_mtl.model_card import ModelCardInputs, embedding_sample, write_model_card
 from modeling_mtl.trainer import MultiTaskTrainer
 from modeling_mtl.training_args import ARGUMENT_CLASSES, parse_arguments
 
@@ -178,16 +178,17 @@ def main(argv=None):
     if trainer.is_world_process_zero():
         repo_id = create_repo(push_settings) if push_settings is not None else None
         write_model_card(
-            training_args.output_dir,
-            trainer.model,
-            training_args,
-            data_args=data_args,
-            model_args=model_args,
-            raw=raw,
-            log_history=trainer.state.log_history,
-            predictions=predictions,
-            embeddings_before=embeddings_before,
-            model_id=repo_id,
+            ModelCardInputs(
+                training_args.output_dir,
+                trainer.model,
+                training_args,
+                data_args=data_args,
+                raw=raw,
+                log_history=trainer.state.log_history,
+                predictions=predictions,
+                embeddings_before=embeddings_before,
+                model_id=repo_id,
+            )
         )
         if push_settings is not None:
             push_folder(training_args.output_dir, push_settings)

@@ -1,46 +1,37 @@
 """The model card of a trained folder: `README.md` with Hub metadata, tables and plots, filled from a training run.
 
-    write_model_card(output_dir, model, training_args, data_args=..., raw=..., log_history=trainer.state.log_history,
-                     predictions={"test": records}, embeddings_before=(texts, labels, vectors))
+    write_model_card(ModelCardInputs(output_dir, model, training_args, data_args=..., raw=...,
+                                     log_history=trainer.state.log_history, predictions={"test": records},
+                                     embeddings_before=(split, texts, labels, vectors)))
 
-The template is `model_card.md` at the repository root (Jinja, rendered by `huggingface_hub.ModelCard`); the YAML
-front matter (`library_name`, `pipeline_tag`, `tags`, `base_model`, `datasets`, `metrics`, `license`, `model-index`)
-is built with `huggingface_hub.ModelCardData`, so it follows the Hub's specification. The plots are PNG files in
-`<output_dir>/plots/`, drawn with matplotlib's object API (no pyplot, no global backend); the t-SNE map needs
-scikit-learn. A plot that cannot be drawn is left out of the card with a warning, never failing the run.
+The card's words are the Jinja template `model_card_template.md`, package data beside this file (the repository's
+`model_card.md` is the same file), rendered by `huggingface_hub.ModelCard`. This module only gathers what the
+template shows: facts about the model and the run (label counts, parameter counts, the training policy, unseen
+labels) and the data tables (labels, evaluation, hyper-parameters, log, versions). The YAML front matter is built
+with `huggingface_hub.ModelCardData` from the tags `publishing_mtl` also gives a pushed folder's minimal card, so
+it follows the Hub's specification. The plots are drawn by `model_card_plots`.
 """
 
 import dataclasses
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import TrainingArguments
 
-from .publishing_mtl import hub_base_model
+from .model_card_plots import SPLIT_PREFIXES, make_plots
+from .publishing_mtl import CARD_TAGS, LIBRARY_NAME, PIPELINE_TAG, hub_base_model
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_NAME = "model_card.md"
-PLOTS_DIR = "plots"
-LIBRARY_NAME = "transformers"
-PIPELINE_TAG = "text-classification"
-CARD_TAGS = [
-    "custom_code",
-    "multi-task",
-    "sentence-transformers",
-    "text-classification",
-    "token-classification",
-    "ner",
-    "feature-extraction",
-]
+TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 CARD_METRICS = ["accuracy", "f1", "precision", "recall", "seqeval", "exact_match"]
-SPLIT_PREFIXES = {"validation": "eval", "test": "test"}
 EMBEDDING_MAP_LIMIT = 1000  # dev sentences drawn in the embedding maps (t-SNE is quadratic)
 LOG_TABLE_ROWS = 100
 
@@ -145,24 +136,15 @@ VERSION_PACKAGES = [
 
 
 def find_template(template=None):
-    """The card template: `template` when given, else `model_card.md` at the repository root (a source checkout or
-    an editable install), else the copy installed with the package (`<prefix>/share/modeling_mtl/`)."""
-    if template is not None:
-        path = Path(template)
-        if not path.is_file():
-            raise FileNotFoundError(f"model card template {path} not found")
-        return path
-    candidates = [
-        Path(__file__).resolve().parents[1] / TEMPLATE_NAME,
-        Path(sys.prefix) / "share" / "modeling_mtl" / TEMPLATE_NAME,
-    ]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"model card template {TEMPLATE_NAME} not found in {[str(p) for p in candidates]}")
+    """The card template: `template` when given, else the one installed with the package."""
+    path = Path(template) if template is not None else TEMPLATE_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"model card template {path} not found")
+    return path
 
 
-def _format(value, digits=4):
+def format_value(value, digits=4):
+    """A number as the card prints it: short, no trailing zeros, `–` for a missing value."""
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -177,7 +159,7 @@ def _format(value, digits=4):
 
 
 def _cell(value):
-    return _format(value).replace("|", "\\|").replace("\n", " ")
+    return format_value(value).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(header, rows):
@@ -258,22 +240,12 @@ def _data_sources(data_args):
 
 
 def _dataset_identity(data_args):
-    """`(Hub ids for the `datasets` metadata, dataset type for the model-index, readable description)`."""
-    sources = _data_sources(data_args)
-    ids, names, described = [], [], []
-    for source in sources:
-        if source.dataset_name:
-            ids.append(source.dataset_name)
-            names.append(source.dataset_name)
-            config = f" ({source.dataset_config_name})" if source.dataset_config_name else ""
-            described.append(f"[{source.dataset_name}](https://huggingface.co/datasets/{source.dataset_name}){config}")
-        else:
-            name = source.name or Path(source.data_dir).name
-            names.append(name)
-            described.append(f"`{source.data_dir}` (local folder, {source.data_format or 'format detected'})")
-    if not names:
-        return [], "unknown", "not recorded"
-    return ids, "+".join(names), ", ".join(described)
+    """`(Hub ids for the `datasets` metadata, dataset type for the model-index)`."""
+    ids, names = [], []
+    for source in _data_sources(data_args):
+        ids += [source.dataset_name] if source.dataset_name else []
+        names.append(source.dataset_name or source.name or Path(source.data_dir).name)
+    return ids, "+".join(names) or "unknown"
 
 
 # ---------------------------------------------------------------------------------------------------- metadata
@@ -308,7 +280,7 @@ def model_index_results(results, dataset_type, dataset_name):
 
 
 def card_metadata(model, results, data_args, model_name, license="apache-2.0"):
-    ids, dataset_type, _ = _dataset_identity(data_args)
+    ids, dataset_type = _dataset_identity(data_args)
     eval_results = model_index_results(results, dataset_type, dataset_type)
     return ModelCardData(
         library_name=LIBRARY_NAME,
@@ -323,253 +295,12 @@ def card_metadata(model, results, data_args, model_name, license="apache-2.0"):
     )
 
 
-# ---------------------------------------------------------------------------------------------------- plots
+# ---------------------------------------------------------------------------------------------------- facts and tables
 
 
-def _figure(width=6.4, height=4.8):
-    from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch
+def parameter_counts(model):
+    """Parameters of the whole model, the encoder and the heads, and how many of each are trainable now."""
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def plot_confusion_matrix(path, gold, predicted, labels, split):
-    present = list(labels) + sorted({g for g in gold if g not in labels})
-    index = {label: i for i, label in enumerate(present)}
-    matrix = np.zeros((len(present), len(present)), dtype=int)
-    for g, p in zip(gold, predicted):
-        if g in index and p in index:
-            matrix[index[g], index[p]] += 1
-    rows = matrix.sum(1, keepdims=True)
-    normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
-    size = max(4.0, 0.6 * len(present) + 2.5)
-    figure = _figure(size, size * 0.85)
-    axes = figure.add_subplot()
-    image = axes.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(image, ax=axes, label="fraction of the gold row")
-    axes.set_xticks(range(len(present)), present, rotation=45, ha="right")
-    axes.set_yticks(range(len(present)), present)
-    axes.set_xlabel("predicted label")
-    axes.set_ylabel("gold label")
-    axes.set_title(f"Sentence head, {split} split ({int(matrix.sum())} examples)")
-    if len(present) <= 25:
-        for i in range(len(present)):
-            for j in range(len(present)):
-                if matrix[i, j]:
-                    colour = "white" if normalised[i, j] > 0.5 else "black"
-                    axes.text(j, i, str(matrix[i, j]), ha="center", va="center", color=colour, fontsize=8)
-    figure.savefig(path)
-
-
-def plot_entity_f1(path, results, entity_types):
-    splits = [(split, prefix) for split, prefix in SPLIT_PREFIXES.items() if f"{prefix}_token_f1" in results]
-    figure = _figure(max(5.0, 1.0 * len(entity_types) + 2), 4)
-    axes = figure.add_subplot()
-    width = 0.8 / max(len(splits), 1)
-    positions = np.arange(len(entity_types))
-    for offset, (split, prefix) in enumerate(splits):
-        values = [results.get(f"{prefix}_token_{name}_f1") or 0.0 for name in entity_types]
-        bars = axes.bar(positions + offset * width - 0.4 + width / 2, values, width, label=split)
-        axes.bar_label(bars, fmt="%.2f", fontsize=7)
-    axes.set_xticks(positions, entity_types)
-    axes.set_ylim(0, 1.08)
-    axes.set_ylabel("F1 (entity level)")
-    axes.set_title("Token head: F1 per entity type")
-    if splits:
-        axes.legend()
-    figure.savefig(path)
-
-
-def _series(log_history, key):
-    points = [(log["step"], log[key]) for log in log_history if key in log and "step" in log]
-    return [p[0] for p in points], [p[1] for p in points]
-
-
-def plot_losses(path, log_history):
-    figure = _figure(7, 4.2)
-    axes = figure.add_subplot()
-    for task, colour, label in (("", "C0", "combined (weighted sum)"), ("sentence_", "C1", "sentence"), ("token_", "C2", "token")):
-        steps, values = _series(log_history, f"{task}loss")
-        if steps:
-            axes.plot(steps, values, "-", color=colour, label=f"{label}, training batches")
-        steps, values = _series(log_history, f"eval_{task}loss")
-        if steps:
-            axes.plot(steps, values, "--o", color=colour, markersize=4, label=f"{label}, validation")
-    axes.set_xlabel("optimiser step")
-    axes.set_ylabel("cross-entropy")
-    axes.set_title("Loss per task")
-    axes.legend(fontsize=8)
-    axes.grid(alpha=0.3)
-    figure.savefig(path)
-
-
-def plot_dev_metrics(path, log_history):
-    figure = _figure(7, 4.2)
-    axes = figure.add_subplot()
-    drawn = 0
-    for key, label in (
-        ("eval_sentence_accuracy", "sentence accuracy"),
-        ("eval_sentence_f1_macro", "sentence F1 (macro)"),
-        ("eval_token_f1", "entity F1"),
-        ("eval_exact_match", "exact match"),
-    ):
-        steps, values = _series(log_history, key)
-        if steps:
-            axes.plot(steps, values, "-o", label=label, markersize=4)
-            drawn += 1
-    axes.set_xlabel("optimiser step")
-    axes.set_ylim(-0.02, 1.02)
-    axes.set_title("Validation metrics during training")
-    axes.grid(alpha=0.3)
-    if drawn:
-        axes.legend(fontsize=8)
-    figure.savefig(path)
-    return drawn
-
-
-def pca_2d(vectors):
-    """The first two principal components (numpy SVD; signs fixed so the result is deterministic) and the fraction
-    of the variance they explain."""
-    centred = np.asarray(vectors, dtype=np.float64) - np.mean(vectors, axis=0)
-    _, singular, components = np.linalg.svd(centred, full_matrices=False)
-    components = components[:2]
-    signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(1)])
-    projected = centred @ (components * signs[:, None]).T
-    variance = singular**2
-    explained = float(variance[:2].sum() / variance.sum()) if variance.sum() > 0 else 0.0
-    if projected.shape[1] < 2:
-        projected = np.pad(projected, ((0, 0), (0, 2 - projected.shape[1])))
-    return projected, explained
-
-
-def tsne_2d(vectors, seed=0):
-    from sklearn.manifold import TSNE
-
-    count = len(vectors)
-    perplexity = float(min(30.0, max(1.0, (count - 1) / 3)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
-        np.asarray(vectors, dtype=np.float32)
-    )
-
-
-def plot_embedding_map(path, maps, labels, title):
-    """`maps`: `[(panel title, [n, 2] points)]`, side by side, coloured by `labels`."""
-    names = sorted(set(labels))
-    figure = _figure(5.2 * len(maps) + 1.6, 5)
-    axes_list = figure.subplots(1, len(maps), squeeze=False)[0]
-    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
-    markers = "os^Dv<>PX*"
-    for axes, (panel, points) in zip(axes_list, maps):
-        for i, name in enumerate(names):
-            chosen = [k for k, label in enumerate(labels) if label == name]
-            axes.scatter(
-                points[chosen, 0], points[chosen, 1], s=14, alpha=0.8, color=colours[name],
-                marker=markers[(i // 10) % len(markers)], label=name,
-            )
-        axes.set_title(panel)
-        axes.set_xticks([])
-        axes.set_yticks([])
-    handles, legend_labels = axes_list[-1].get_legend_handles_labels()
-    figure.legend(handles, legend_labels, loc="outside right center", fontsize=8, title="sentence label")
-    figure.suptitle(title)
-    figure.savefig(path)
-
-
-def make_plots(output_dir, model, results, log_history, predictions, embeddings, seed=0):
-    """Draw every plot that the inputs allow into `<output_dir>/plots/`; returns `{name: (relative path, caption)}`.
-
-    `predictions`: `{split: [{"gold_label", "predicted_label", ...}]}`; `embeddings`:
-    `{"split", "texts", "labels", "before" (or None), "after"}`.
-    """
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        logger.warning("matplotlib is not installed: the model card has no plots (pip install matplotlib)")
-        return {}
-    folder = Path(output_dir) / PLOTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    plots = {}
-
-    def attempt(name, caption, draw):
-        path = folder / f"{name}.png"
-        try:
-            if draw(path) is False:
-                return
-        except Exception as error:  # a plot must never fail the run
-            logger.warning(f"plot {name} not drawn: {type(error).__name__}: {error}")
-            return
-        plots[name] = (f"{PLOTS_DIR}/{name}.png", caption)
-
-    config = model.config
-    split = next((s for s in ("test", "validation") if predictions and predictions.get(s)), None)
-    if split is not None:
-        records = [r for r in predictions[split] if r.get("gold_label") is not None]
-        if records:
-            attempt(
-                "confusion_matrix",
-                f"Confusion matrix of the sentence head on the {split} split (colour: fraction of the gold row; "
-                "numbers: examples).",
-                lambda path: plot_confusion_matrix(
-                    path, [r["gold_label"] for r in records], [r["predicted_label"] for r in records],
-                    config.sentence_labels, split,
-                ),
-            )
-    entity_types = sorted({tag[2:] for tag in config.token_labels if tag != "O"})
-    if entity_types and any(f"{prefix}_token_f1" in results for prefix in SPLIT_PREFIXES.values()):
-        attempt(
-            "entity_f1",
-            "F1 of the token head per entity type (seqeval, entity level).",
-            lambda path: plot_entity_f1(path, results, entity_types),
-        )
-    if any("loss" in log for log in log_history or []):
-        attempt(
-            "training_loss",
-            "Training curves: the combined loss and each task's loss, on the training batches and on the "
-            "validation split.",
-            lambda path: plot_losses(path, log_history),
-        )
-    if any(key.startswith("eval_") for log in log_history or [] for key in log):
-        attempt(
-            "validation_metrics",
-            "Validation metrics at each evaluation during training.",
-            lambda path: plot_dev_metrics(path, log_history) > 0 or False,
-        )
-    if embeddings and embeddings.get("after") is not None and len(embeddings["after"]) >= 3:
-        stages = [("before training", embeddings.get("before")), ("after training", embeddings["after"])]
-        stages = [(stage, np.asarray(vectors)) for stage, vectors in stages if vectors is not None]
-        count, where = len(embeddings["after"]), embeddings["split"]
-
-        def draw_pca(path):
-            maps = []
-            for stage, vectors in stages:
-                points, explained = pca_2d(vectors)
-                maps.append((f"{stage} (PCA, {explained:.0%} of the variance)", points))
-            plot_embedding_map(path, maps, embeddings["labels"], f"Sentence embeddings of {count} {where} sentences")
-
-        attempt(
-            "embeddings_pca",
-            f"Sentence embeddings of the {where} sentences projected with PCA, coloured by their gold sentence label, "
-            "before and after training.",
-            draw_pca,
-        )
-        if count >= 5:
-            attempt(
-                "embeddings_tsne",
-                f"The same {where} embeddings mapped with t-SNE (cosine neighbourhoods kept, distances between "
-                "clusters not meaningful), before and after training.",
-                lambda path: plot_embedding_map(
-                    path,
-                    [(f"{stage} (t-SNE)", tsne_2d(vectors, seed)) for stage, vectors in stages],
-                    embeddings["labels"],
-                    f"Sentence embeddings of {count} {where} sentences",
-                ),
-            )
-    return plots
-
-
-# ---------------------------------------------------------------------------------------------------- tables
-
-
-def _parameter_counts(model):
     def count(module, trainable=False):
         return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
 
@@ -584,31 +315,13 @@ def _parameter_counts(model):
     }
 
 
-def architecture_table(model):
-    config, encoder = model.config, model.config.encoder_config
-    counts = _parameter_counts(model)
-    layers = next((getattr(encoder, n) for n in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(encoder, n)), None)
-    base = config.encoder_name_or_path or "–"
-    separator = getattr(config, "sentence_label_separator", None)
-    rows = [
-        ("Encoder", f"{encoder.model_type} from `{base}`: {layers} layers, hidden size {config.hidden_size}"),
-        ("Parameters", f"{counts['total']:,} ({counts['encoder']:,} encoder, {counts['heads']:,} heads)"),
-        ("Sentence embedding", f"{config.pooling_mode} pooling of the last hidden states"
-         + (", L2-normalised" if config.normalize_embeddings else "") + f", {config.hidden_size} dimensions"),
-        ("Sentence head", f"dropout {config.head_dropout} + linear {config.hidden_size} → "
-         + (f"{len(config.sentence_labels)} labels" if separator is None else
-            f"{len(model.sentence_head.classifier.weight)} label parts; a label's logit is the sum of its parts' plus "
-            f"a bias of its own (labels split on `{separator}`, {len(config.sentence_labels)} labels)")
-         + ", on the pooled (not normalised) vector"),
-        ("Token head", f"dropout {config.head_dropout} + linear {config.hidden_size} → "
-         f"{len(config.token_labels)} BIO tags, on every token; a word's tag is read at its first sub-token"
-         + (", the sentence's tags decoded together as the best valid BIO sequence (`token_decoding: bio_viterbi`)"
-            if getattr(config, "token_decoding", "argmax") == "bio_viterbi" else "")),
-        ("Loss", f"{config.sentence_loss_weight} × sentence cross-entropy + {config.token_loss_weight} × token "
-         "cross-entropy, each over the labelled items of the batch"),
-        ("Maximum input", f"{config.max_seq_length} tokens (longer inputs are truncated)"),
-    ]
-    return markdown_table(["", ""], rows)
+def encoder_layers(encoder_config):
+    names = ("num_hidden_layers", "n_layer", "num_layers")
+    return next((getattr(encoder_config, n) for n in names if hasattr(encoder_config, n)), None)
+
+
+def entity_types(config):
+    return sorted({tag[2:] for tag in config.token_labels if tag != "O"})
 
 
 def label_tables(model, raw):
@@ -616,8 +329,7 @@ def label_tables(model, raw):
     config = model.config
     sentence_rows = [(i, f"`{label}`", sentence.get(label, 0)) for i, label in enumerate(config.sentence_labels)]
     tag_rows = [(i, f"`{tag}`", tags.get(tag, 0)) for i, tag in enumerate(config.token_labels)]
-    types = sorted({tag[2:] for tag in config.token_labels if tag != "O"})
-    entity_rows = [(f"`{name}`", entities.get(name, 0)) for name in types]
+    entity_rows = [(f"`{name}`", entities.get(name, 0)) for name in entity_types(config)]
     return (
         markdown_table(["id", "sentence label", "training examples"], sentence_rows),
         markdown_table(["id", "BIO tag", "training words"], tag_rows),
@@ -653,6 +365,18 @@ def evaluation_tables(results):
     return main, per_entity
 
 
+def unseen_labels(results):
+    """Per evaluated split, the examples and words whose gold label training never gave (they count as errors)."""
+    return [
+        {
+            "name": split,
+            "examples": results.get(f"{prefix}_examples_with_unseen_sentence_label") or 0,
+            "words": results.get(f"{prefix}_words_with_unseen_tag") or 0,
+        }
+        for split, prefix in SPLIT_PREFIXES.items()
+    ]
+
+
 def _extra_training_fields(training_args):
     """The training arguments this project adds to `transformers.TrainingArguments` (freezing, learning-rate
     policy, loss weighting, sampling, ...), whatever they are named; tokens and other secrets never."""
@@ -667,65 +391,34 @@ def _extra_training_fields(training_args):
     return fields
 
 
-def _policy_summary(model, args):
-    """Sentences describing the freezing / learning-rate policy from the training arguments that exist (the
-    project's transfer-learning options when present; one learning rate for everything otherwise)."""
-    lr, scheduler = args.learning_rate, getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
-    lines = []
+def training_policy(training_args):
+    """The freezing / learning-rate / loss policy of a run, read from whichever training arguments exist (plain
+    `TrainingArguments` have none of the project's transfer-learning options); the template words it."""
+    args = training_args
     freeze = getattr(args, "freeze", None)
-    if freeze is not None:
-        frozen = freeze if isinstance(freeze, str) else ", ".join(map(str, freeze))
-        lines.append("Frozen for the whole run: " + ("nothing." if frozen in ("", "none") else f"`{frozen}`."))
-    layers = getattr(args, "freeze_encoder_layers", 0) or 0
-    if layers:
-        lines.append(f"The encoder's embeddings and its lowest {layers} layers stay frozen.")
-    schedule = getattr(args, "unfreezing", None)
-    if schedule and schedule != "none":
-        unit = getattr(args, "unfreeze_unit", "epochs")
-        warmup, every = getattr(args, "unfreeze_warmup", 0), getattr(args, "unfreeze_every", 1)
-        then = (
-            f"then one more encoder layer thaws every {_format(every)} {unit}, top-down"
-            if schedule == "gradual"
-            else "then the whole encoder thaws"
-        )
-        lines.append(f"Unfreezing schedule `{schedule}`: the heads train alone for {_format(warmup)} {unit}, {then}.")
+    learning_rates = None
     if hasattr(args, "head_learning_rate") or hasattr(args, "encoder_learning_rate"):
-        head = getattr(args, "head_learning_rate", None) or lr
-        encoder = getattr(args, "encoder_learning_rate", None) or lr
-        decay = getattr(args, "layerwise_lr_decay", 1.0) or 1.0
-        lines.append(
-            f"Peak learning rates: heads {_format(head)}, encoder (top layer) {_format(encoder)}"
-            + (f", each lower layer × {_format(decay)}" if decay != 1 else ", every encoder layer alike")
-            + f"; `{scheduler}` schedule."
-        )
-    else:
-        lines.append(f"One peak learning rate for every parameter: {_format(lr)}, `{scheduler}` schedule.")
-    weighting = getattr(args, "loss_weighting", None)
-    if weighting == "uncertainty":
-        lines.append("Task losses weighted by learned uncertainty (one log-variance per task).")
-    elif weighting is not None:
-        lines.append(
-            f"Task losses weighted statically: sentence × {_format(model.config.sentence_loss_weight)}, token × "
-            f"{_format(model.config.token_loss_weight)}."
-        )
-    smoothing = getattr(args, "label_smoothing_factor", 0.0) or 0.0
-    if smoothing > 0:
-        lines.append(f"Both tasks' cross-entropy label-smoothed with ε = {_format(smoothing)} (the logged losses are not).")
-    ema_decay = getattr(args, "ema_decay", None)
-    if ema_decay is not None:
-        lines.append(
-            f"Weights published: an exponential moving average of the trained weights (decay {_format(ema_decay)}), "
-            "which was also what evaluation saw and the best checkpoint was chosen on."
-        )
-    sampling = getattr(args, "task_sampling", None)
-    if sampling and sampling != "none":
-        temperature = getattr(args, "task_sampling_temperature", None)
-        lines.append(
-            f"Training examples drawn source by source with `{sampling}` sampling"
-            + (f" (T = {_format(temperature)})" if sampling == "temperature" and temperature else "")
-            + "."
-        )
-    return lines
+        learning_rates = {
+            "heads": getattr(args, "head_learning_rate", None) or args.learning_rate,
+            "encoder": getattr(args, "encoder_learning_rate", None) or args.learning_rate,
+            "layer_decay": getattr(args, "layerwise_lr_decay", 1.0) or 1.0,
+        }
+    return {
+        "frozen": freeze if freeze is None or isinstance(freeze, str) else ", ".join(map(str, freeze)),
+        "frozen_layers": getattr(args, "freeze_encoder_layers", 0) or 0,
+        "unfreezing": getattr(args, "unfreezing", None),
+        "unfreeze_unit": getattr(args, "unfreeze_unit", "epochs"),
+        "unfreeze_warmup": getattr(args, "unfreeze_warmup", 0),
+        "unfreeze_every": getattr(args, "unfreeze_every", 1),
+        "learning_rate": args.learning_rate,
+        "learning_rates": learning_rates,
+        "scheduler": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+        "loss_weighting": getattr(args, "loss_weighting", None),
+        "label_smoothing": getattr(args, "label_smoothing_factor", 0.0) or 0.0,
+        "ema_decay": getattr(args, "ema_decay", None),
+        "task_sampling": getattr(args, "task_sampling", None),
+        "task_sampling_temperature": getattr(args, "task_sampling_temperature", None),
+    }
 
 
 def hyperparameter_table(model, training_args, data_args):
@@ -753,24 +446,6 @@ def hyperparameter_table(model, training_args, data_args):
     return markdown_table(["hyper-parameter", "value"], rows)
 
 
-def policy_section(model, training_args):
-    """The freezing / learning-rate policy in words, the project's extra training options as a table, and the
-    trainable parameters at the end of training."""
-    lines = [f"- {line}" for line in _policy_summary(model, training_args)]
-    extras = _extra_training_fields(training_args)
-    if extras:
-        lines += ["", "Options of this run beyond `transformers.TrainingArguments`:", ""]
-        lines.append(markdown_table(["option", "value"], [(f"`{name}`", value) for name, value in extras]))
-    counts = _parameter_counts(model)
-    lines += [
-        "",
-        f"Trainable parameters at the end of training: {counts['trainable']:,} of {counts['total']:,} (encoder "
-        f"{counts['encoder_trainable']:,} of {counts['encoder']:,}, heads {counts['heads_trainable']:,} of "
-        f"{counts['heads']:,}).",
-    ]
-    return "\n".join(lines)
-
-
 def log_table(log_history):
     """Training and evaluation logs merged by step (the last row per step wins); long logs are thinned, keeping
     every evaluation."""
@@ -790,94 +465,71 @@ def log_table(log_history):
     return markdown_table([t for t, _ in columns], [[rows[s].get(k) for _, k in columns] for s in steps])
 
 
-def limitations(model, results, raw):
-    items = [
-        "The label sets are closed: the sentence head only ever answers one of the labels listed above, and the "
-        "token head only knows these entity types.",
-        f"Inputs longer than {model.config.max_seq_length} tokens are truncated; words past that point get no tag "
-        "(a warning says how many).",
-        "Strings are split into words by a regular expression (runs of word characters, punctuation on its own); "
-        "pass pre-split words (a list of words to `predict`, a tuple to the pipeline) for other conventions.",
-        "The sentence embedding is the encoder's pooled output; fine-tuning for the two heads moves it away from "
-        "the original sentence-transformers space (see the embedding maps), so check similarity tasks before "
-        "relying on it for retrieval.",
-        "Scores are softmax probabilities of an uncalibrated classifier, not calibrated confidences.",
-    ]
-    sizes = {split: len(raw[split]) for split in ("train", "validation", "test") if raw is not None and split in raw}
-    if sizes:
-        items.append(
-            "Trained on " + ", ".join(f"{n:,} {split}" for split, n in sizes.items()) + " examples; with small "
-            "evaluation splits the figures above carry a wide margin of error."
-        )
-    for prefix, split in (("eval", "validation"), ("test", "test")):
-        unseen = results.get(f"{prefix}_examples_with_unseen_sentence_label") or 0
-        unseen_tags = results.get(f"{prefix}_words_with_unseen_tag") or 0
-        if unseen or unseen_tags:
-            items.append(
-                f"The {split} split has {unseen} examples with a sentence label and {unseen_tags} words with a tag "
-                "never seen in training; they count as errors."
-            )
-    items.append(
-        "The encoder's pre-training data and its biases carry over; the model was not evaluated outside the data "
-        "named above."
-    )
-    return "\n".join(f"- {item}" for item in items)
-
-
 # ---------------------------------------------------------------------------------------------------- the card
 
 
-def write_model_card(
-    output_dir,
-    model,
-    training_args,
-    *,
-    data_args=None,
-    model_args=None,
-    raw=None,
-    results=None,
-    log_history=None,
-    predictions=None,
-    embeddings_before=None,
-    model_id=None,
-    template=None,
-    license="apache-2.0",
-):
-    """Fill the template and write `<output_dir>/README.md` and `<output_dir>/plots/*.png`; returns the card's path.
+@dataclass
+class ModelCardInputs:
+    """Everything a model card is filled from.
 
     Args:
-        output_dir: the trained model folder (holding `all_results.json` unless `results` is given).
+        output_dir: the trained model folder; the card is its `README.md`, the plots its `plots/`.
         model: the trained `MultiTaskModel` (its config names the labels; the "after" embeddings come from it).
-        training_args, data_args, model_args: the run's argument dataclasses (`model_args` is accepted for
-            symmetry with `train_mtl.py`; what it sets is in `model.config`).
-        raw: the raw `DatasetDict` (training counts, example sentence, split sizes).
-        results: the metrics; default: `<output_dir>/all_results.json`.
+        training_args: the run's `TrainingArguments` (hyper-parameters, policy; the project's own options when it
+            is a `MultiTaskTrainingArguments`).
+        data_args: the run's `DataArguments` (the data sources named in the card and its metadata).
+        raw: the raw `DatasetDict` (training counts, the example sentence, split sizes, embedding sample).
+        results: the metrics; default: `<output_dir>/all_results.json` when it exists.
         log_history: `trainer.state.log_history` (training log table and curves).
         predictions: `{split: records}` as `predictions_to_records` returns them (confusion matrix).
         embeddings_before: `(split, texts, labels, vectors)` computed before training (`embedding_sample`).
         model_id: what the usage snippet loads (the Hub id when the model is pushed; default: `output_dir`).
-        template: a card template other than `model_card.md`.
+        template: a card template other than the package's `model_card_template.md`.
+        license: the card's `license` metadata.
     """
-    output_dir = Path(output_dir)
+
+    output_dir: str | Path
+    model: Any
+    training_args: Any
+    data_args: Any = None
+    raw: Any = None
+    results: dict | None = None
+    log_history: list | None = None
+    predictions: dict | None = None
+    embeddings_before: tuple | None = None
+    model_id: str | None = None
+    template: str | Path | None = None
+    license: str = "apache-2.0"
+
+
+def _embeddings(inputs, seed):
+    """The embedding-map sample with its vectors before (when given) and after training, or None."""
+    if inputs.embeddings_before is not None:
+        split, texts, labels, before = inputs.embeddings_before
+    else:
+        sample = embedding_sample(inputs.raw, seed=seed)
+        if sample is None:
+            return None
+        (split, texts, labels), before = sample, None
+    after = inputs.model.encode(texts) if texts else None
+    return {"split": split, "texts": texts, "labels": labels, "before": before, "after": after}
+
+
+def write_model_card(inputs):
+    """Fill the template from a `ModelCardInputs`; writes `<output_dir>/README.md` and `<output_dir>/plots/*.png`
+    and returns the card's path."""
+    output_dir, model, training_args, raw = Path(inputs.output_dir), inputs.model, inputs.training_args, inputs.raw
+    config = model.config
+    results = inputs.results
     if results is None:
         path = output_dir / "all_results.json"
         results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    model_id = str(model_id or output_dir)
+    model_id = str(inputs.model_id or output_dir)
     model_name = model_id.rstrip("/").split("/")[-1]
     seed = getattr(training_args, "seed", 0)
 
-    embeddings = None
-    if embeddings_before is not None:
-        split, texts, labels, before = embeddings_before
-        embeddings = {"split": split, "texts": texts, "labels": labels, "before": before}
-    else:
-        sample = embedding_sample(raw, seed=seed)
-        if sample is not None:
-            embeddings = {"split": sample[0], "texts": sample[1], "labels": sample[2], "before": None}
-    if embeddings is not None:
-        embeddings["after"] = model.encode(embeddings["texts"]) if embeddings["texts"] else None
-    plots = make_plots(output_dir, model, results, log_history, predictions, embeddings, seed=seed)
-
+    embeddings = _embeddings(inputs, seed)
+    plots = make_plots(output_dir, model, results, inputs.log_history, inputs.predictions, embeddings, seed=seed)
     example = _example_text(raw)
     example_output = None
     try:
@@ -886,39 +538,40 @@ def write_model_card(
         logger.warning(f"example prediction failed: {error}")
     sentence_table, tag_table, entity_table, n_sentence, n_entities = label_tables(model, raw)
     evaluation, per_entity = evaluation_tables(results)
-    _, _, data_description = _dataset_identity(data_args)
-    split_sizes = {split: len(raw[split]) for split in ("train", "validation", "test") if raw is not None and split in raw}
+    extras = _extra_training_fields(training_args)
 
-    card_data = card_metadata(model, results, data_args, model_name, license=license)
     card = ModelCard.from_template(
-        card_data,
-        template_path=str(find_template(template)),
+        card_metadata(model, results, inputs.data_args, model_name, license=inputs.license),
+        template_path=str(find_template(inputs.template)),
+        fmt=format_value,
+        config=config,
         model_name=model_name,
-        model_id=model_id,
         model_id_literal=json.dumps(model_id),
-        base_model=model.config.encoder_name_or_path,
-        base_model_is_hub=hub_base_model(model.config.encoder_name_or_path) is not None,
-        architecture_table=architecture_table(model),
-        sentence_labels=model.config.sentence_labels,
-        entity_types=sorted({tag[2:] for tag in model.config.token_labels if tag != "O"}),
+        base_model=config.encoder_name_or_path,
+        base_model_is_hub=hub_base_model(config.encoder_name_or_path) is not None,
+        encoder_type=config.encoder_config.model_type,
+        encoder_layers=encoder_layers(config.encoder_config),
+        parameters=parameter_counts(model),
+        label_parts=len(model.sentence_head.classifier.weight),
+        entity_types=entity_types(config),
+        example_literal=json.dumps(example, ensure_ascii=False),
+        example_output=example_output,
         sentence_label_table=sentence_table,
         tag_table=tag_table,
         entity_table=entity_table,
         training_examples=n_sentence,
         training_entities=n_entities,
-        example_literal=json.dumps(example, ensure_ascii=False),
-        example_output=example_output,
-        data_description=data_description,
-        split_sizes=", ".join(f"{split}: {n:,}" for split, n in split_sizes.items()) or "not recorded",
+        data_sources=_data_sources(inputs.data_args),
+        split_sizes={split: len(raw[split]) for split in ("train", "validation", "test") if raw is not None and split in raw},
         evaluation_table=evaluation,
         entity_evaluation_table=per_entity,
+        unseen=unseen_labels(results),
         plots=plots,
-        hyperparameter_table=hyperparameter_table(model, training_args, data_args),
-        policy=policy_section(model, training_args),
-        log_table=log_table(log_history),
+        hyperparameter_table=hyperparameter_table(model, training_args, inputs.data_args),
+        policy=training_policy(training_args),
+        extra_options_table=markdown_table(["option", "value"], [(f"`{n}`", v) for n, v in extras]) if extras else "",
+        log_table=log_table(inputs.log_history),
         versions_table=markdown_table(["package", "version"], _versions()),
-        limitations=limitations(model, results, raw),
-        hidden_size=model.config.hidden_size,
     )
     path = output_dir / "README.md"
     card.save(path)
@@ -932,12 +585,14 @@ def read_card_metadata(path):
 
 
 __all__ = [
+    "ModelCardInputs",
     "embedding_sample",
     "find_template",
+    "format_value",
     "label_counts",
-    "make_plots",
     "markdown_table",
     "model_index_results",
     "read_card_metadata",
+    "training_policy",
     "write_model_card",
 ]

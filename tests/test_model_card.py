@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 from transformers import TrainingArguments
 
 from conftest import DEMO_DATA, REPO
-from modeling_mtl.model_card import find_template, write_model_card
+from modeling_mtl.model_card import ModelCardInputs, find_template, write_model_card
 from modeling_mtl.publishing_mtl import hub_base_model
 from train_mtl import main
 
@@ -164,7 +164,7 @@ def test_a_card_without_a_run_and_with_a_hub_encoder(tiny_model, tmp_path):
 
     args = TrainingArguments(output_dir=str(tmp_path / "unused"), learning_rate=5e-5, label_smoothing_factor=0.1,
                              report_to="none")
-    path = write_model_card(folder, tiny_model, args, model_id="someone/bare")
+    path = write_model_card(ModelCardInputs(folder, tiny_model, args, model_id="someone/bare"))
     text = path.read_text(encoding="utf-8")
     meta = front_matter(text)
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and "model-index" not in meta
@@ -172,7 +172,9 @@ def test_a_card_without_a_run_and_with_a_hub_encoder(tiny_model, tmp_path):
     assert "label-smoothed with ε = 0.1" in text
     assert not re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert hub_base_model("/abs/folder") is None and hub_base_model("./x") is None
-    assert find_template().name == "model_card.md"
+    # The template is package data, and the repository's model_card.md is that same file.
+    assert find_template().name == "model_card_template.md" and find_template().parent.name == "modeling_mtl"
+    assert (REPO / "model_card.md").resolve() == find_template().resolve()
 
 
 
@@ -180,7 +182,7 @@ def test_the_card_describes_a_head_that_scores_label_parts(make_tiny_model, tmp_
     model = make_tiny_model(sentence_labels=["flight", "airfare", "flight#airfare"], sentence_label_separator="#")
     model.save_pretrained(tmp_path / "parts")
     args = TrainingArguments(output_dir=str(tmp_path / "unused"), report_to="none")
-    text = write_model_card(tmp_path / "parts", model, args).read_text(encoding="utf-8")
+    text = write_model_card(ModelCardInputs(tmp_path / "parts", model, args)).read_text(encoding="utf-8")
     assert "2 label parts; a label's logit is the sum of its parts' plus a bias of its own" in text
     assert "(labels split on `#`, 3 labels)" in text
     assert re.search(r"\| `sentence_label_separator` \| # \|", text)

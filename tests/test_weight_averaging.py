@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from modeling_mtl.model_card import _policy_summary
+from modeling_mtl.model_card import ModelCardInputs, write_model_card
 from modeling_mtl.training_args import MultiTaskTrainingArguments, parse_arguments
 from modeling_mtl.weight_averaging import TRAINING_WEIGHTS_NAME, WeightAverage
 from test_trainer import dataset, deterministic_model, trainer_for
@@ -135,6 +135,9 @@ def test_ema_decay_is_checked_and_described_in_the_model_card(tiny_model, tmp_pa
         MultiTaskTrainingArguments(output_dir=str(tmp_path), ema_decay=1.5, report_to="none")
     _, _, args = parse_arguments(["--output_dir", str(tmp_path), "--ema_decay", "0.99", "--report_to", "none"])
     assert args.ema_decay == 0.99
-    assert any("moving average" in line and "0.99" in line for line in _policy_summary(tiny_model, args))
-    assert not any("moving average" in line for line in _policy_summary(tiny_model, MultiTaskTrainingArguments(
-        output_dir=str(tmp_path), report_to="none")))
+    cards = {}
+    for name, run_args in (("ema", args), ("plain", MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none"))):
+        card = write_model_card(ModelCardInputs(tmp_path / name, tiny_model, run_args)).read_text(encoding="utf-8")
+        cards[name] = [line for line in card.splitlines() if "moving average" in line]
+    assert len(cards["ema"]) == 1 and "0.99" in cards["ema"][0]
+    assert not cards["plain"]
