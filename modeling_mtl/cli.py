@@ -341,33 +341,41 @@ def load_split(sources, split):
     return split, datasets.concatenate_datasets(parts)
 
 
-def score(model, encoded, batch_size):
-    """Predictions of both heads over `encoded`, as training's evaluation keeps them (`preprocess_logits_for_metrics`
-    with the model's `token_decoding`), and the per-item mean loss of each task."""
-    import torch
+# What Trainer.predict adds to the metrics that `evaluate` does not report (timings, the weighted loss).
+TRAINER_ONLY_METRICS = {"loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time"}
+
+
+def score(model, encoded, batch_size, compute_metrics, prefix):
+    """The metrics of both heads over `encoded` and each task's mean loss, from `MultiTaskTrainer.predict`: the
+    evaluation loop training runs (the same collator, `token_decoding`, metric and loss totals), keys prefixed."""
+    import tempfile
+
+    from transformers import TrainingArguments
 
     from .data import MultiTaskCollator
-    from .metrics import TaskLossTotals, preprocess_logits_for_metrics
+    from .onnx_export import OnnxMultiTaskModel
+    from .trainer import MultiTaskTrainer
 
-    collator = MultiTaskCollator(model.tokenizer)
+    onnx = isinstance(model, OnnxMultiTaskModel)
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", *(task.label_key for task in TASKS))
                if c in encoded.column_names]
-    rows = encoded.select_columns(columns)
-    sentence_ids, token_predictions = [], []
-    totals = TaskLossTotals()
-    with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
-            batch = {key: value.to(model.device) for key, value in batch.items()}
-            outputs = model(**batch)
-            sentence_batch, token_batch = preprocess_logits_for_metrics(
-                tuple(getattr(outputs, task.logits_field) for task in TASKS), None, model.config.token_decoding
-            )
-            sentence_ids.extend(sentence_batch.cpu().tolist())
-            token_predictions.extend(row.float().numpy() if row.is_floating_point() else row.numpy()
-                                     for row in token_batch.cpu())
-            totals.add(outputs)
-    return (sentence_ids, token_predictions), totals.take(digits=None)
+    with tempfile.TemporaryDirectory(prefix="modeling_mtl-evaluate-") as scratch:  # Trainer wants an output_dir
+        arguments = TrainingArguments(
+            output_dir=scratch,
+            per_device_eval_batch_size=batch_size,
+            label_names=[task.label_key for task in TASKS],
+            use_cpu=onnx or model.device.type == "cpu",
+            remove_unused_columns=False,
+            report_to="none",
+            disable_tqdm=True,
+        )
+        trainer = MultiTaskTrainer(
+            model=model.as_module() if onnx else model,
+            args=arguments,
+            data_collator=MultiTaskCollator(model.tokenizer),
+            compute_metrics=compute_metrics,
+        )
+        return trainer.predict(encoded.select_columns(columns), metric_key_prefix=prefix).metrics
 
 
 def run_evaluate(args, stdout):
@@ -381,8 +389,6 @@ def run_evaluate(args, stdout):
         raise CommandError(f"the {split} split is empty")
 
     from datasets import DatasetDict
-    from transformers import EvalPrediction
-
     from .data import encode_dataset_dict
     from .metrics import build_compute_metrics
 
@@ -391,11 +397,12 @@ def run_evaluate(args, stdout):
         DatasetDict({split: dataset}), model.tokenizer, config.sentence_labels, config.token_labels,
         max_length=config.max_seq_length, label_all_tokens=data_args.label_all_tokens,
     )
-    with precision(model, args.bf16):
-        predictions, losses = score(model, encoded[split], args.batch_size)
     compute = build_compute_metrics(encoded[split], config.sentence_labels, config.token_labels, args.per_entity)
-    metrics = dict(compute(EvalPrediction(predictions=predictions, label_ids=None)))
-    metrics.update(losses)
+    with precision(model, args.bf16):
+        scored = score(model, encoded[split], args.batch_size, compute, prefix=split)
+    # The metric module's figures and each task's loss; not the Trainer's timings or its combined loss.
+    metrics = {key[len(split) + 1 :]: value for key, value in scored.items()}
+    metrics = {key: value for key, value in metrics.items() if key not in TRAINER_ONLY_METRICS}
     unseen = stats[split]["unseen"]
     metrics.update(
         samples=len(dataset),

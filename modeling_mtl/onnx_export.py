@@ -167,6 +167,22 @@ def _session(path, threads=None):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+class _GraphModule(nn.Module):
+    """An `OnnxMultiTaskModel` behind `nn.Module`'s interface (evaluation only: nothing to train or move)."""
+
+    def __init__(self, onnx_model):
+        super().__init__()
+        self.onnx_model = onnx_model
+        self.config = onnx_model.config
+        # MultiTaskTrainer's transfer plan looks these modules up; the graph holds their weights, so they are empty.
+        self.encoder = nn.Module()
+        for task in TASKS:
+            setattr(self, task.head_module, nn.Module())
+
+    def forward(self, **inputs):
+        return self.onnx_model(**inputs)
+
+
 class OnnxMultiTaskModel(MultiTaskInference):
     """`predict`, `encode` and `score_batch` of a `MultiTaskModel`, with the network run by onnxruntime.
 
@@ -215,6 +231,10 @@ class OnnxMultiTaskModel(MultiTaskInference):
         feeds = {name: inputs[name].cpu().numpy() for name in self.input_names}
         values = (torch.from_numpy(value) for value in self.session.run(None, feeds))
         return MultiTaskModelOutput(**dict(zip(OUTPUT_NAMES, values)))
+
+    def as_module(self):
+        """This model as an `nn.Module` without parameters, so that `Trainer.predict` can run it (`cli evaluate`)."""
+        return _GraphModule(self)
 
     def score_batch(self, inputs):
         outputs = self(**inputs)
