@@ -25,7 +25,8 @@ problems raise `SpanError`, whose message names `where`, the offsets and the spa
   units, as browser tools do (an emoji or other astral character counts 2), "repaired_utf16_offsets"; offsets
   counted on the text with "\\r\\n" turned into "\\n", or the reverse, "repaired_crlf_offsets"; a leading
   byte-order mark counted although the text has none, or not counted although it has one,
-  "repaired_bom_offsets" (combinations are tried too, fewest repairs first). If no shift proves itself, refused.
+  "repaired_bom_offsets" (combinations are tried too, fewest repairs first; each span whose offsets change is
+  counted under every repair of the shift). If no shift proves itself, or the spans fit different shifts, refused.
   Spans without `text` are taken as given (in a record whose other spans prove a shift, that shift is applied).
 - An empty span (start == end) is skipped, "empty_span"; a span that covers no word (only whitespace, zero-width
   or control characters) is skipped, "whitespace_span".
@@ -37,8 +38,8 @@ problems raise `SpanError`, whose message names `where`, the offsets and the spa
   (Edges at punctuation such as `Boston` in `Boston.` are already word boundaries of the splitter.)
 - Overlaps are judged on the words the spans cover. The same words with the same label twice is counted once,
   "duplicate_span". Otherwise two spans sharing a word (overlapping or nested) are handled by `overlap_policy`:
-  "refuse" raises naming both spans; "keep_longest" keeps the span covering more characters (on a tie, the one
-  listed first) and drops the other, "dropped_overlapping_span".
+  "refuse" raises naming both spans; "keep_longest" keeps the span whose whole words cover more characters (on a
+  tie, the one listed first) and drops the other, "dropped_overlapping_span".
 - Labels: an empty or whitespace-only label, or one that is not a string, is refused. Tags must match
   `O|[BI]-\\S+`, so leading and trailing whitespace is stripped, "label_whitespace_stripped", and each inner space
   becomes "_", "label_spaces_replaced" ("from loc" -> tags `B-from_loc`). To keep that reversible, a label with
@@ -272,30 +273,36 @@ def _python_offsets(record: SpanRecord, spans: list[Span], report: ConversionRep
     that makes every span with text match (counted per repaired span); SpanError when none does."""
     text, where = record.text, record.where
     checked = [span for span in spans if span.text is not None]
-    chosen = None
-    for view in _views(text):
-        tool = _ToolText(text, view)
-        placed = [tool.to_python(span.start, span.end) for span in checked]
-        if all(
-            found is not None and span.text in (found[2], text[found[0] : found[1]])
-            for span, found in zip(checked, placed)
-        ):
-            chosen = view, tool
-            break
+    tools = [(view, _ToolText(text, view)) for view in _views(text)[: 1 if not checked else None]]
+
+    def fits(tool: _ToolText, span: Span) -> bool:
+        found = tool.to_python(span.start, span.end)
+        return found is not None and span.text in (found[2], text[found[0] : found[1]])
+
+    chosen = next(((view, tool) for view, tool in tools if all(fits(tool, span) for span in checked)), None)
     if chosen is None:
-        plain = _ToolText(text, _OffsetView())
+        plain = tools[0][1]
+        first_fit = {}
         for span in checked:
             found = plain.to_python(span.start, span.end)
-            if found is None:
+            if found is None and not any(fits(tool, span) for _, tool in tools):
                 _refuse_bounds(record, span)
-            if span.text != text[found[0] : found[1]]:
+            fitting = next((view for view, tool in tools if fits(tool, span)), None)
+            if fitting is None:
+                there = text[found[0] : found[1]] if found is not None else ""
                 raise SpanError(
                     f"{where}: span {span.start}-{span.end} ({span.label}) should be {span.text!r}, but the text "
-                    f"there is {text[found[0]:found[1]]!r}; no known offset shift (UTF-16 code units, CRLF/LF "
-                    "newlines, a byte-order mark) makes every span of the record match its text."
+                    f"there is {there!r}; no known offset shift (UTF-16 code units, CRLF/LF newlines, a "
+                    "byte-order mark) makes it match."
                 )
-        raise SpanError(  # every span matches alone, but no single view fits all of them
-            f"{where}: the spans' offsets match their texts only under different offset shifts; fix the export."
+            first_fit[span] = fitting
+        fitted = list(first_fit.items())
+        one, one_view = fitted[0]
+        other, other_view = next(item for item in fitted if item[1] != one_view)
+        raise SpanError(
+            f"{where}: the spans' offsets were counted in different ways: {_describe(one, text)} fits "
+            f"{one_view.describe() or 'the text as given'}, {_describe(other, text)} fits "
+            f"{other_view.describe() or 'the text as given'}; no one offset shift fits every span of the record."
         )
     view, tool = chosen
     offsets = []
@@ -395,6 +402,8 @@ def to_words_and_tags(
         report.add("empty_text", where, f"no word in the text {text!r}; record skipped")
         return None
 
+    if not isinstance(record.spans, (list, tuple)):
+        raise SpanError(f"{where}: spans is {type(record.spans).__name__} ({record.spans!r}), not a list of Spans.")
     spans = list(record.spans)
     for span in spans:
         if not isinstance(span, Span):

@@ -1,5 +1,7 @@
 """Character spans to word-level BIO tags (`modeling_mtl.spans`): offsets, repairs, edges, overlaps, labels."""
 
+import random
+
 import pytest
 
 from modeling_mtl.decoding_mtl import bio_to_entities, split_words
@@ -294,3 +296,57 @@ def test_policies_are_checked():
         convert(record("a b"), overlap_policy="keep")
     with pytest.raises(TypeError, match="unknown policies"):
         records_to_columns([], ConversionReport(), edge=1)
+
+
+def test_spans_counted_in_different_ways_are_refused_naming_both():
+    text = "😀 Paris and Nice"
+    spans = [Span(3, 8, "city", "Paris"), Span(12, 16, "city", "Nice")]  # UTF-16, then Python indices
+    with pytest.raises(SpanError) as error:
+        convert(record(text, *spans))
+    assert str(error.value) == (
+        "train.json, task 1: the spans' offsets were counted in different ways: span 3-8 'Paris' (city) fits "
+        "UTF-16 code units, span 12-16 'Nice' (city) fits the text as given; no one offset shift fits every span of "
+        "the record."
+    )
+
+
+def test_summary_keeps_the_first_examples_and_counts_the_rest():
+    report = ConversionReport(max_examples=1)
+    for task in (1, 2, 3):
+        to_words_and_tags(record("hi", where=f"a.json, task {task}"), report)
+    assert report.summary() == (
+        "Span conversion: 3 records, 0 entity spans:\n"
+        "  no_spans: 3\n"
+        "    a.json, task 1: no spans: every word tagged O\n"
+        "    ... 2 more"
+    )
+
+
+def test_random_texts_round_trip_through_predict_offsets():
+    """Spans on splitter words, in Python indices and in UTF-16 units with their text, give tags whose entities
+    (as `predict` computes them from `split_words`) are exactly the spans."""
+    rng = random.Random(19)
+    pieces = ["Paris", "New", "York", "e\u0301te\u0301", "😀", "🇫🇷", "Boston's", ",", ".", "(", ")", "ü", "東京"]
+    pieces.append("x-ray")
+    separators = [" ", "  ", "\n", "\r\n", "\t", " \u200b "]
+    for _ in range(200):
+        words = [rng.choice(pieces) for _ in range(rng.randint(1, 12))]
+        text = "".join(word + rng.choice(separators) for word in words)
+        splitter = split_words(text)
+        spans, index = [], 0
+        while index < len(splitter):
+            length = rng.randint(1, 3)
+            if rng.random() < 0.4 and index + length <= len(splitter):
+                start, end = splitter[index][1], splitter[index + length - 1][2]
+                spans.append((start, end, rng.choice(["city", "thing"])))
+                index += length + rng.randint(0, 1)  # entities may be adjacent
+            else:
+                index += 1
+        python = record(text, *[Span(s, e, label) for s, e, label in spans])
+        browser = record(text, *[Span(utf16(text, s), utf16(text, e), label, text[s:e]) for s, e, label in spans])
+        for rec in (python, browser):
+            (got_words, tags), report = convert(rec, edge_policy="refuse")
+            assert got_words == [word for word, _, _ in splitter]
+            entities = bio_to_entities(text, tags, [1.0] * len(tags), [(s, e) for _, s, e in splitter])
+            assert [(e["start"], e["end"], e["entity_group"]) for e in entities] == spans
+            assert set(report.counts) <= {"no_spans", "repaired_utf16_offsets"}
