@@ -399,7 +399,10 @@ def to_words_and_tags(
         raise SpanError(f"{where}: character {error.start} of the text is a lone surrogate ({text[error.start]!r}).")
     words = split_words(text)
     if not words:
-        report.add("empty_text", where, f"no word in the text {text!r}; record skipped")
+        dropped = len(record.spans or ())
+        report.add("empty_text", where, f"no word in the text {text!r}; record skipped" + (
+            f" with its {dropped} span(s)" if dropped else ""
+        ))
         return None
 
     if not isinstance(record.spans, (list, tuple)):

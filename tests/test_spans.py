@@ -230,6 +230,15 @@ def test_offsets_out_of_range_are_refused(span, message):
     assert str(error.value) == f"train.json, task 1: {message}"
 
 
+def test_text_without_words_is_skipped_and_counted_with_its_spans():
+    assert convert(record("\u200b \u200b", Span(0, 1, "x")))[0] is None
+    _, report = convert(record("\u200b \u200b", Span(0, 1, "x")))
+    assert report.examples == {
+        "empty_text": ["train.json, task 1: no word in the text '\\u200b \\u200b'; record skipped with its 1 span(s)"]
+    }
+    assert report.records == 0
+
+
 def test_text_without_spans_is_all_o():
     (words, tags), report = convert(record("hello there"))
     assert (words, tags) == (["hello", "there"], ["O", "O"])
