@@ -43,6 +43,7 @@ from .data_formats import (  # noqa: F401 (SPLITS, FEATURES and the readers are 
     normalize_split_name,
     standardize_dataset_dict,
 )
+from .formats import SPAN_FORMATS, detect_span_format, load_span_format
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class DataSource:
     Give exactly one of `data_dir` (a local folder) and `dataset_name` (a Hugging Face Hub dataset id).
 
     Args:
-        data_dir: Local folder in one of `FORMATS`.
+        data_dir: Local folder in one of `FORMATS`, or of annotation-tool exports (`formats.SPAN_FORMATS`).
         data_format: Format of `data_dir`; None detects it (`detect_format`).
         dataset_name: Hub dataset id, loaded with `datasets.load_dataset(dataset_name, dataset_config_name)`.
         dataset_config_name: Hub dataset configuration.
@@ -93,8 +94,9 @@ class DataSource:
         if self.data_format is not None:
             if self.data_dir is None:
                 raise ValueError("data_format only applies to a data_dir source.")
-            if self.data_format not in FORMATS:
-                raise ValueError(f"Unknown data_format {self.data_format!r}; expected one of {', '.join(FORMATS)}.")
+            known = (*FORMATS, *SPAN_FORMATS)
+            if self.data_format not in known:
+                raise ValueError(f"Unknown data_format {self.data_format!r}; expected one of {', '.join(known)}.")
         if self.dataset_config_name is not None and self.dataset_name is None:
             raise ValueError("dataset_config_name only applies to a dataset_name source.")
         if self.text_column is not None and self.tokens_column is not None:
@@ -126,8 +128,12 @@ def load_source(source: DataSource) -> DatasetDict:
     if source.dataset_name is not None:
         raw = datasets.load_dataset(source.dataset_name, source.dataset_config_name)
         return standardize_dataset_dict(raw, source)
-    data_format = source.data_format or detect_format(source.data_dir)
-    if data_format in TABULAR_FORMATS:
+    data_format = source.data_format or detect_span_format(source.data_dir) or detect_format(source.data_dir)
+    if data_format in SPAN_FORMATS:
+        if source.has_column_options:
+            raise ValueError(f"Column options do not apply to {source.data_dir} ({data_format}): its fields are fixed.")
+        loaded = load_span_format(source.data_dir, data_format, source.name)
+    elif data_format in TABULAR_FORMATS:
         loaded = load_tabular(source.data_dir, data_format, source)
     elif source.has_column_options:
         raise ValueError(

@@ -1,0 +1,71 @@
+"""The span-format table (modeling_mtl/formats/__init__.py): detection, splits by file name, and loading through
+DataSource / load_source like every other format."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from modeling_mtl.data import DataSource, build_label_maps, load_source
+from modeling_mtl.formats import SPAN_FORMATS, detect_span_format
+
+FIXTURES = Path(__file__).parent / "fixtures" / "span_formats"
+
+
+def folder(tmp_path, **files):
+    root = tmp_path / "data"
+    root.mkdir()
+    for name, fixture in files.items():
+        shutil.copy(FIXTURES / fixture, root / name.replace("_", "."))
+    return root
+
+
+def test_a_label_studio_folder_is_detected_and_split_by_file_name(tmp_path):
+    root = folder(tmp_path, train_json="label_studio.json", test_json="label_studio_min.json")
+    assert detect_span_format(root) == "label-studio"
+    raw = load_source(DataSource(data_dir=str(root)))
+    assert list(raw) == ["train", "test"] and (len(raw["train"]), len(raw["test"])) == (7, 2)
+    assert raw["test"][0]["words"] == ["fly", "to", "Boston"] and raw["test"][0]["tags"] == ["O", "O", "B-city"]
+    assert set(raw["train"]["source"]) == {"data"}
+    sentence_labels, token_labels = build_label_maps(raw["train"])
+    assert "B-big_city" in token_labels and "atis_flight" in sentence_labels
+
+
+def test_one_classification_export_is_the_train_split_and_feeds_the_sentence_head_only(tmp_path):
+    root = folder(tmp_path, reviews_jsonl="doccano_classification.jsonl")
+    raw = load_source(DataSource(data_dir=str(root)))
+    assert list(raw) == ["train"] and raw["train"]["sentence_label"] == ["positive", "negative"]
+    assert raw["train"]["tags"] == [None, None]  # no span anywhere: not "no entity" but "not annotated"
+
+
+def test_data_format_overrides_detection_and_unknown_names_are_listed(tmp_path):
+    root = folder(tmp_path, train_jsonl="prodigy.jsonl")
+    assert len(load_source(DataSource(data_dir=str(root), data_format="prodigy"))["train"]) == 3
+    with pytest.raises(ValueError, match="Unknown data_format 'brat'.*label-studio"):
+        DataSource(data_dir=str(root), data_format="brat")
+
+
+def test_a_folder_mixing_tools_or_unnamed_files_is_refused(tmp_path):
+    root = folder(tmp_path, train_json="label_studio.json", test_jsonl="prodigy.jsonl")
+    with pytest.raises(ValueError, match="files of several annotation formats"):
+        load_source(DataSource(data_dir=str(root)))
+    root = tmp_path / "two"
+    root.mkdir()
+    for name in ("a.jsonl", "b.jsonl"):
+        shutil.copy(FIXTURES / "prodigy.jsonl", root / name)
+    with pytest.raises(ValueError, match="a.jsonl: its name does not say whether it is train"):
+        load_source(DataSource(data_dir=str(root)))
+
+
+def test_tabular_json_lines_are_still_tabular(tmp_path):
+    root = tmp_path / "tab"
+    root.mkdir()
+    (root / "train.jsonl").write_text(json.dumps({"text": "great", "label": "positive"}) + "\n", encoding="utf-8")
+    assert detect_span_format(root) is None
+    assert load_source(DataSource(data_dir=str(root)))["train"]["sentence_label"] == ["positive"]
+
+
+def test_every_format_module_has_the_interface():
+    for name, module in SPAN_FORMATS.items():
+        assert module.NAME == name and module.SUFFIXES and callable(module.detect) and callable(module.read)
