@@ -69,3 +69,28 @@ def test_tabular_json_lines_are_still_tabular(tmp_path):
 def test_every_format_module_has_the_interface():
     for name, module in SPAN_FORMATS.items():
         assert module.NAME == name and module.SUFFIXES and callable(module.detect) and callable(module.read)
+
+
+def test_label_studio_tasks_one_per_line_read_like_the_json_export(tmp_path):
+    tasks = json.loads((FIXTURES / "label_studio.json").read_text(encoding="utf-8-sig"))
+    root = tmp_path / "lines"
+    root.mkdir()
+    (root / "train.jsonl").write_text("\n".join(json.dumps(task, ensure_ascii=False) for task in tasks) + "\n",
+                                      encoding="utf-8")
+    from_lines = load_source(DataSource(data_dir=str(root)))["train"]
+    from_json = load_source(DataSource(data_dir=str(folder(tmp_path, train_json="label_studio.json"))))["train"]
+    assert detect_span_format(root) == "label-studio"
+    assert from_lines["words"] == from_json["words"] and from_lines["tags"] == from_json["tags"]
+
+
+def test_train_mtl_trains_on_an_annotation_export_in_one_command(tiny_encoder_dir, tmp_path):
+    from conftest import REPO
+    from train_mtl import main
+
+    root = folder(tmp_path, train_json="label_studio.json", test_json="label_studio_min.json")
+    trainer = main([str(REPO / "configuration" / "demo.yaml"), "--encoder", tiny_encoder_dir, "--data_dir", str(root),
+                    "--output_dir", str(tmp_path / "run"), "--num_train_epochs", "1", "--max_seq_length", "32",
+                    "--report_to", "none"])
+    assert "B-person" in trainer.model.config.token_labels and "greeting" in trainer.model.config.sentence_labels
+    results = json.loads((tmp_path / "run" / "all_results.json").read_text())
+    assert results["test_samples"] == 2 and "test_token_f1" in results
