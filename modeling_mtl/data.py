@@ -44,6 +44,7 @@ from .data_formats import (  # noqa: F401 (SPLITS, FEATURES and the readers are 
     standardize_dataset_dict,
 )
 from .formats import SPAN_FORMATS, detect_span_format, load_span_format
+from .spans import EDGE_POLICIES, OVERLAP_POLICIES
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class DataSource:
         tags_column: Column holding one BIO tag per word of `tokens_column` (jsonl and Hub sources).
         name: Short source name written in the `source` column; defaults to the folder name, or to
             `dataset_name` (with `/dataset_config_name` when given).
+        edge_policy: Annotation exports: a span edge inside a word grows the span to the word ("expand") or is
+            refused ("refuse"); see `modeling_mtl.spans`.
+        overlap_policy: Annotation exports: overlapping spans are refused ("refuse") or the longer kept
+            ("keep_longest").
     """
 
     data_dir: str | None = None
@@ -84,6 +89,8 @@ class DataSource:
     sentence_label_column: str | None = None
     tags_column: str | None = None
     name: str | None = None
+    edge_policy: str = "expand"
+    overlap_policy: str = "refuse"
 
     def __post_init__(self):
         if (self.data_dir is None) == (self.dataset_name is None):
@@ -97,6 +104,9 @@ class DataSource:
             known = (*FORMATS, *SPAN_FORMATS)
             if self.data_format not in known:
                 raise ValueError(f"Unknown data_format {self.data_format!r}; expected one of {', '.join(known)}.")
+        for key, choices in (("edge_policy", EDGE_POLICIES), ("overlap_policy", OVERLAP_POLICIES)):
+            if getattr(self, key) not in choices:
+                raise ValueError(f"{key} is {getattr(self, key)!r}; expected one of {', '.join(choices)}.")
         if self.dataset_config_name is not None and self.dataset_name is None:
             raise ValueError("dataset_config_name only applies to a dataset_name source.")
         if self.text_column is not None and self.tokens_column is not None:
@@ -132,7 +142,8 @@ def load_source(source: DataSource) -> DatasetDict:
     if data_format in SPAN_FORMATS:
         if source.has_column_options:
             raise ValueError(f"Column options do not apply to {source.data_dir} ({data_format}): its fields are fixed.")
-        loaded = load_span_format(source.data_dir, data_format, source.name)
+        loaded = load_span_format(source.data_dir, data_format, source.name, edge_policy=source.edge_policy,
+                                  overlap_policy=source.overlap_policy)
     elif data_format in TABULAR_FORMATS:
         loaded = load_tabular(source.data_dir, data_format, source)
     elif source.has_column_options:

@@ -84,7 +84,7 @@ class DataArguments:
 
     data_dir: str | None = field(default=None, metadata={"help": "Local folder (relative to the working directory)."})
     data_format: str | None = field(
-        default=None, metadata={"help": "jointbert | conll | sst2 | csv | jsonl; default: detected from the folder."}
+        default=None, metadata={"help": "jointbert | conll | sst2 | csv | jsonl | label-studio | doccano | prodigy; default: detected."}
     )
     dataset_name: str | None = field(default=None, metadata={"help": "Hub data set id (datasets.load_dataset)."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub data set configuration."})
@@ -92,6 +92,13 @@ class DataArguments:
     tokens_column: str | None = field(default=None, metadata={"help": "Column holding pre-split words."})
     sentence_label_column: str | None = field(default=None, metadata={"help": "Column holding the sentence label."})
     tags_column: str | None = field(default=None, metadata={"help": "Column holding word-level BIO tags."})
+    edge_policy: str = field(
+        default="expand",
+        metadata={"help": "Annotation exports: a span edge inside a word: expand (to the word) | refuse."},
+    )
+    overlap_policy: str = field(
+        default="refuse", metadata={"help": "Annotation exports: overlapping spans: refuse | keep_longest."}
+    )
     sources: list[dict] | None = field(default=None, metadata={"help": "Several sources, each a dict of the above."})
     label_all_tokens: bool = field(
         default=False, metadata={"help": "Label every sub-token (B- becomes I- after the first) instead of the first."}

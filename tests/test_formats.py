@@ -94,3 +94,15 @@ def test_train_mtl_trains_on_an_annotation_export_in_one_command(tiny_encoder_di
     assert "B-person" in trainer.model.config.token_labels and "greeting" in trainer.model.config.sentence_labels
     results = json.loads((tmp_path / "run" / "all_results.json").read_text())
     assert results["test_samples"] == 2 and "test_token_f1" in results
+
+
+def test_the_policies_are_data_keys_of_a_run(tmp_path):
+    from modeling_mtl.training_args import DataArguments
+
+    root = folder(tmp_path, train_json="label_studio_overlap.json")
+    with pytest.raises(ValueError, match="overlaps|nested"):
+        load_source(DataArguments(data_dir=str(root)).data_sources()[0])
+    kept = load_source(DataArguments(data_dir=str(root), overlap_policy="keep_longest").data_sources()[0])
+    assert kept["train"]["tags"] == [["O", "O", "O", "B-place", "I-place"]]
+    with pytest.raises(ValueError, match="edge_policy is 'grow'; expected one of expand, refuse"):
+        DataSource(data_dir=str(root), edge_policy="grow")
