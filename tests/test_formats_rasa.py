@@ -273,3 +273,17 @@ def test_label_of_refuses_ambiguous_names(args):
 def test_parse_label_refuses_invalid_labels(label):
     with pytest.raises(ValueError):
         rasa.parse_label(label)
+
+
+def test_crlf_and_byte_order_mark(tmp_path):
+    path = tmp_path / "nlu.yml"
+    path.write_bytes("\ufeffnlu:\r\n- intent: a\r\n  examples: |\r\n    - to [Rome](city)\r\n    - hi\r\n".encode())
+    assert rasa.detect(path)
+    records = rasa.read(path, ConversionReport())
+    assert [(r.where, r.text, r.spans) for r in records] == [
+        ("nlu.yml, line 4", "to Rome", [Span(3, 7, "city", text="Rome")]), ("nlu.yml, line 5", "hi", []),
+    ]
+    markdown = tmp_path / "nlu.md"
+    markdown.write_bytes("\ufeff## intent:a\r\n- to [Rome](city)\r\n".encode())
+    assert rasa.detect(markdown)
+    assert [(r.where, r.text) for r in rasa.read(markdown, ConversionReport())] == [("nlu.md, line 2", "to Rome")]

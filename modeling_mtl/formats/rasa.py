@@ -94,7 +94,7 @@ _ITEM_KINDS = ("intent", "synonym", "regex", "lookup")
 _ENTITY_KEYS = ("entity", "role", "group", "value")
 _NULL_TAG = "tag:yaml.org,2002:null"
 
-_YAML_NLU = re.compile(r"^nlu[ \t]*:[ \t]*(#.*)?$|^nlu[ \t]*:[ \t]*\[[ \t]*\]", re.MULTILINE)
+_YAML_NLU = re.compile(r"^nlu[ \t]*:[ \t]*(#.*)?\r?$|^nlu[ \t]*:[ \t]*\[[ \t]*\]", re.MULTILINE)
 _YAML_ITEM = re.compile(r"^[ \t]*-[ \t]+(intent|synonym|regex|lookup)[ \t]*:", re.MULTILINE)
 _MD_INTENT = re.compile(r"^##[ \t]*intent[ \t]*:", re.MULTILINE)
 _MD_HEADER = re.compile(r"^##\s*(?:(\w+)\s*:(.*))?")
