@@ -44,7 +44,7 @@ from .data_formats import (  # noqa: F401 (SPLITS, FEATURES and the readers are 
     standardize_dataset_dict,
 )
 from .formats import SPAN_FORMATS, detect_span_format, load_span_format
-from .spans import EDGE_POLICIES, OVERLAP_POLICIES
+from .spans import EDGE_POLICIES, OVERLAP_POLICIES, ConversionReport
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +133,11 @@ class DataSource:
 # Loading several sources
 
 
-def load_source(source: DataSource) -> DatasetDict:
-    """Load one source into the canonical schema (splits among `SPLITS`)."""
+def load_source(source: DataSource, report: ConversionReport | None = None) -> DatasetDict:
+    """Load one source into the canonical schema (splits among `SPLITS`).
+
+    `report` receives the span conversion counts of an annotation-tool export (`modeling_mtl.spans`).
+    """
     if source.dataset_name is not None:
         raw = datasets.load_dataset(source.dataset_name, source.dataset_config_name)
         return standardize_dataset_dict(raw, source)
@@ -143,7 +146,7 @@ def load_source(source: DataSource) -> DatasetDict:
         if source.has_column_options:
             raise ValueError(f"Column options do not apply to {source.data_dir} ({data_format}): its fields are fixed.")
         loaded = load_span_format(source.data_dir, data_format, source.name, edge_policy=source.edge_policy,
-                                  overlap_policy=source.overlap_policy)
+                                  overlap_policy=source.overlap_policy, report=report)
     elif data_format in TABULAR_FORMATS:
         loaded = load_tabular(source.data_dir, data_format, source)
     elif source.has_column_options:

@@ -106,3 +106,13 @@ def test_the_policies_are_data_keys_of_a_run(tmp_path):
     assert kept["train"]["tags"] == [["O", "O", "O", "B-place", "I-place"]]
     with pytest.raises(ValueError, match="edge_policy is 'grow'; expected one of expand, refuse"):
         DataSource(data_dir=str(root), edge_policy="grow")
+
+
+def test_a_rasa_nlu_folder_is_detected_and_roles_become_part_of_the_tag(tmp_path):
+    root = folder(tmp_path, nlu_yml="rasa_nlu.yml")
+    assert detect_span_format(root) == "rasa"
+    raw = load_source(DataSource(data_dir=str(root)))
+    assert list(raw) == ["train"] and raw["train"]["sentence_label"] == ["atis_flight"] * 3 + ["greet"]
+    assert raw["train"][0]["tags"] == ["O", "O", "O", "B-fromloc.city_name", "O", "B-toloc.city_name"]
+    assert raw["train"][1]["words"][5:7] == ["NYC", "😀"] and raw["train"][1]["tags"][5] == "B-city_name"
+    assert raw["train"][2]["tags"] == ["O", "O", "B-fromloc.city_name", "O"]  # role written into the entity name

@@ -21,12 +21,12 @@ from datasets import Dataset, DatasetDict
 
 from ..data_formats import FEATURES, SPLITS, folder_name, normalize_split_name
 from ..spans import ConversionReport, records_to_columns
-from . import doccano, label_studio, prodigy
+from . import doccano, label_studio, prodigy, rasa
 
 logger = logging.getLogger(__name__)
 
 # Detection tries them in this order: the most specific shapes first (Doccano's is the loosest).
-SPAN_FORMATS = {module.NAME: module for module in (label_studio, prodigy, doccano)}
+SPAN_FORMATS = {module.NAME: module for module in (label_studio, prodigy, rasa, doccano)}
 
 
 def _split_of(path: Path) -> str | None:
@@ -77,11 +77,15 @@ def _files_by_split(root: Path, module) -> dict[str, Path]:
 
 
 def load_span_format(data_dir: str | Path, data_format: str, source_name: str | None = None, *,
-                     edge_policy: str = "expand", overlap_policy: str = "refuse") -> DatasetDict:
-    """Read a folder of `data_format` exports into the canonical schema; logs the conversion report."""
+                     edge_policy: str = "expand", overlap_policy: str = "refuse",
+                     report: ConversionReport | None = None) -> DatasetDict:
+    """Read a folder of `data_format` exports into the canonical schema; logs the conversion report.
+
+    `report`, when given, receives the conversion counts (`inspect-data` shows them); a new one is used otherwise.
+    """
     module = SPAN_FORMATS[data_format]
     root = Path(data_dir)
-    report = ConversionReport()
+    report = ConversionReport() if report is None else report
     splits = {}
     for split, path in _files_by_split(root, module).items():
         records = module.read(path, report)
