@@ -163,11 +163,12 @@ def load_source(source: DataSource, report: ConversionReport | None = None) -> D
     return loaded
 
 
-def load_sources(sources: Sequence[DataSource]) -> DatasetDict:
+def load_sources(sources: Sequence[DataSource], reports: dict[str, ConversionReport] | None = None) -> DatasetDict:
     """Load several sources and concatenate them split by split.
 
     Sources may cover different tasks (e.g. ATIS with both, SST-2 sentence-only, WNUT token-only); a split missing
-    from some sources is fine.
+    from some sources is fine. `reports`, when given, is filled with one `ConversionReport` per source name (the
+    span conversion counts; empty for the formats that have no spans).
 
     Raises:
         ValueError: if no source is given, two sources share a name, or a source has no train split.
@@ -178,7 +179,9 @@ def load_sources(sources: Sequence[DataSource]) -> DatasetDict:
     duplicates = sorted(name for name, count in names.items() if count > 1)
     if duplicates:
         raise ValueError(f"Several sources are named {', '.join(map(repr, duplicates))}; give each a distinct name.")
-    loaded = [load_source(source) for source in sources]
+    if reports is not None:
+        reports.update({source.name: ConversionReport() for source in sources})
+    loaded = [load_source(source, None if reports is None else reports[source.name]) for source in sources]
     for source, dataset_dict in zip(sources, loaded):
         if "train" not in dataset_dict:
             raise ValueError(
