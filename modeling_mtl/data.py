@@ -20,6 +20,7 @@ the training split only (`build_label_maps`); labels that only occur in validati
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,11 @@ class DataSource:
             refused ("refuse"); see `modeling_mtl.spans`.
         overlap_policy: Annotation exports: overlapping spans are refused ("refuse") or the longer kept
             ("keep_longest").
+        validation_split_percentage: When the source has no validation split, this percentage of its training
+            examples becomes one (stratified by sentence label, seeded by `split_seed`); 0 or None: none.
+        test_split_percentage: The same for a missing test split.
+        split_seed: Seed of those splits. Apart from the training seed, so that runs over several training seeds
+            all see the same validation and test examples.
     """
 
     data_dir: str | None = None
@@ -91,6 +97,9 @@ class DataSource:
     name: str | None = None
     edge_policy: str = "expand"
     overlap_policy: str = "refuse"
+    validation_split_percentage: float | None = 10.0
+    test_split_percentage: float | None = 10.0
+    split_seed: int = 42
 
     def __post_init__(self):
         if (self.data_dir is None) == (self.dataset_name is None):
@@ -107,6 +116,12 @@ class DataSource:
         for key, choices in (("edge_policy", EDGE_POLICIES), ("overlap_policy", OVERLAP_POLICIES)):
             if getattr(self, key) not in choices:
                 raise ValueError(f"{key} is {getattr(self, key)!r}; expected one of {', '.join(choices)}.")
+        for key in ("validation_split_percentage", "test_split_percentage"):
+            value = getattr(self, key)
+            if value is not None and not 0 <= value < 100:
+                raise ValueError(f"{key} is {value!r}; expected a percentage in [0, 100).")
+        if (self.validation_split_percentage or 0) + (self.test_split_percentage or 0) >= 100:
+            raise ValueError("validation_split_percentage + test_split_percentage must leave training examples (< 100).")
         if self.dataset_config_name is not None and self.dataset_name is None:
             raise ValueError("dataset_config_name only applies to a dataset_name source.")
         if self.text_column is not None and self.tokens_column is not None:
@@ -160,7 +175,65 @@ def load_source(source: DataSource, report: ConversionReport | None = None) -> D
     logger.info(
         "Loaded %s (%s): %s", source.name, data_format, ", ".join(f"{s} {len(d)}" for s, d in loaded.items())
     )
-    return loaded
+    return carve_missing_splits(DatasetDict(loaded), source)
+
+
+def _held_out_counts(group_sizes: Sequence[int], percentage: float, kept: Sequence[int]) -> list[int]:
+    """How many examples of each group to hold out for `percentage` of all of them: largest remainder over the
+    groups' exact shares, never taking a group's last example out of training (`kept`: what is left of each)."""
+    total = sum(group_sizes)
+    shares = [size * percentage / 100 for size in group_sizes]
+    counts = [min(int(share), max(left - 1, 0)) for share, left in zip(shares, kept)]
+    by_remainder = sorted(range(len(shares)), key=lambda g: (counts[g] - shares[g], g))
+    for group in by_remainder:
+        if sum(counts) >= round(total * percentage / 100):
+            break
+        if counts[group] < kept[group] - 1:
+            counts[group] += 1
+    return counts
+
+
+def carve_missing_splits(loaded: DatasetDict, source: DataSource) -> DatasetDict:
+    """Give a source without a validation (or test) split one, taken from its training examples.
+
+    `source.validation_split_percentage` / `test_split_percentage` of the training examples, stratified by sentence
+    label (each label keeps its share, and at least one example in training), seeded by `source.split_seed`. Each
+    split keeps the file order. Splits the source has are never touched.
+    """
+    wanted = [
+        (split, percentage)
+        for split, percentage in (("validation", source.validation_split_percentage),
+                                  ("test", source.test_split_percentage))
+        if split not in loaded and percentage
+    ]
+    if not wanted or "train" not in loaded:
+        return loaded
+    train = loaded["train"]
+    groups: dict[str, list[int]] = {}
+    for index, label in enumerate(train["sentence_label"]):
+        groups.setdefault("" if label is None else label, []).append(index)
+    rng = random.Random(source.split_seed)
+    members = [rng.sample(groups[label], len(groups[label])) for label in sorted(groups)]
+    kept = [len(indices) for indices in members]
+    taken: dict[str, list[int]] = {}
+    for split, percentage in wanted:
+        counts = _held_out_counts([len(indices) for indices in members], percentage, kept)
+        taken[split] = sorted(i for g, indices in enumerate(members)
+                              for i in indices[len(indices) - kept[g]:][:counts[g]])
+        kept = [left - count for left, count in zip(kept, counts)]
+    held_out = {i for indices in taken.values() for i in indices}
+    carved = {"train": train.select([i for i in range(len(train)) if i not in held_out])}
+    for split, indices in taken.items():
+        if not indices:
+            logger.warning("%s: too few training examples (%d) to take a %s split from.", source.name, len(train), split)
+            continue
+        carved[split] = train.select(indices)
+    logger.info(
+        "%s: %s taken from its %d training examples (seed %d, stratified by sentence label)", source.name,
+        ", ".join(f"{split} {len(carved[split])}" for split in taken if split in carved), len(train), source.split_seed,
+    )
+    return DatasetDict({split: carved.get(split, loaded.get(split)) for split in SPLITS
+                        if split in carved or split in loaded})
 
 
 def load_sources(sources: Sequence[DataSource], reports: dict[str, ConversionReport] | None = None) -> DatasetDict:

@@ -84,7 +84,7 @@ class DataArguments:
 
     data_dir: str | None = field(default=None, metadata={"help": "Local folder (relative to the working directory)."})
     data_format: str | None = field(
-        default=None, metadata={"help": "jointbert | conll | sst2 | csv | jsonl | label-studio | doccano | prodigy; default: detected."}
+        default=None, metadata={"help": "jointbert | conll | sst2 | csv | jsonl | label-studio | doccano | prodigy | rasa; default: detected."}
     )
     dataset_name: str | None = field(default=None, metadata={"help": "Hub data set id (datasets.load_dataset)."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub data set configuration."})
@@ -98,6 +98,17 @@ class DataArguments:
     )
     overlap_policy: str = field(
         default="refuse", metadata={"help": "Annotation exports: overlapping spans: refuse | keep_longest."}
+    )
+    validation_split_percentage: float | None = field(
+        default=10.0,
+        metadata={"help": "A source without a validation split gets this percentage of its training examples as one "
+                  "(stratified by sentence label, seeded by split_seed); 0: none."},
+    )
+    test_split_percentage: float | None = field(
+        default=10.0, metadata={"help": "The same for a source without a test split; 0: none."}
+    )
+    split_seed: int = field(
+        default=42, metadata={"help": "Seed of those splits (not the training seed: every training seed sees the same ones)."}
     )
     sources: list[dict] | None = field(default=None, metadata={"help": "Several sources, each a dict of the above."})
     label_all_tokens: bool = field(

@@ -401,6 +401,76 @@ def test_load_sources_errors(tmp_path):
         load_sources([])
 
 
+def write_intents(path: Path, counts: dict[str, int]) -> Path:
+    """A CSV training file with `counts[label]` numbered examples of each label, labels interleaved."""
+    rows = [f"{label} example {number},{label}" for number in range(max(counts.values()))
+            for label, count in counts.items() if number < count]
+    return write(path / "train.csv", "text,label\n" + "\n".join(rows) + "\n")
+
+
+def test_a_source_with_only_train_gets_stratified_seeded_validation_and_test_splits(tmp_path):
+    write_intents(tmp_path, {"flight": 60, "fare": 30, "meal": 10})
+    dsd = load_source(DataSource(data_dir=str(tmp_path)))
+    assert {split: len(dsd[split]) for split in dsd} == {"train": 80, "validation": 10, "test": 10}
+    for split in ("validation", "test"):  # each label keeps its share: 6 / 3 / 1 of every 10
+        labels = dsd[split]["sentence_label"]
+        assert {label: labels.count(label) for label in set(labels)} == {"flight": 6, "fare": 3, "meal": 1}
+    texts = {split: list(dsd[split]["text"]) for split in dsd}
+    assert len(set(sum(texts.values(), []))) == 100  # disjoint, and nothing lost
+    numbers = [int(text.split()[-1]) for text in texts["train"] if text.startswith("flight")]
+    assert numbers == sorted(numbers)  # file order kept
+    again = load_source(DataSource(data_dir=str(tmp_path)))
+    assert list(again["test"]["text"]) == texts["test"]  # the same seed, the same split
+    other = load_source(DataSource(data_dir=str(tmp_path), split_seed=7))
+    assert list(other["test"]["text"]) != texts["test"]
+
+
+def test_split_percentages_round_by_largest_remainder_and_keep_a_label_in_train(tmp_path):
+    write_intents(tmp_path, {"flight": 7, "fare": 2, "meal": 1})
+    dsd = load_source(DataSource(data_dir=str(tmp_path), validation_split_percentage=30, test_split_percentage=0))
+    assert list(dsd) == ["train", "validation"] and len(dsd["validation"]) == 3
+    assert "meal" in dsd["train"]["sentence_label"]  # its only example is not held out
+
+
+def test_splits_the_source_has_are_left_alone_and_zero_takes_none(tmp_path):
+    write_intents(tmp_path, {"flight": 20})
+    write(tmp_path / "test.csv", "text,label\nfly,flight\n")
+    dsd = load_source(DataSource(data_dir=str(tmp_path)))
+    assert {split: len(dsd[split]) for split in dsd} == {"train": 18, "validation": 2, "test": 1}
+    dsd = load_source(DataSource(data_dir=str(tmp_path), validation_split_percentage=0))
+    assert {split: len(dsd[split]) for split in dsd} == {"train": 20, "test": 1}
+
+
+def test_token_only_sources_are_split_too(tmp_path):
+    write(tmp_path / "train.conll", "".join(f"Paris{n}\tB-location\n\n" for n in range(10)))
+    dsd = load_source(DataSource(data_dir=str(tmp_path)))
+    assert {split: len(dsd[split]) for split in dsd} == {"train": 8, "validation": 1, "test": 1}
+
+
+def test_too_few_examples_to_split_is_a_warning_naming_the_source(tmp_path, caplog):
+    write_intents(tmp_path, {"flight": 1, "fare": 1})
+    with caplog.at_level(logging.WARNING, logger="modeling_mtl.data"):
+        dsd = load_source(DataSource(data_dir=str(tmp_path), name="tiny"))
+    assert list(dsd) == ["train"] and len(dsd["train"]) == 2
+    assert [record.getMessage() for record in caplog.records] == [
+        "tiny: too few training examples (2) to take a validation split from.",
+        "tiny: too few training examples (2) to take a test split from.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"validation_split_percentage": 100}, r"validation_split_percentage is 100; expected a percentage in \[0, 100\)"),
+        ({"test_split_percentage": -5}, r"test_split_percentage is -5"),
+        ({"validation_split_percentage": 60, "test_split_percentage": 40}, "must leave training examples"),
+    ],
+)
+def test_split_percentages_are_checked(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        DataSource(data_dir=str(tmp_path), **options)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Label maps
 

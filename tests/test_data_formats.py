@@ -99,7 +99,7 @@ def test_iob1_file_is_converted_to_iob2_with_one_warning(tmp_path, caplog):
         "Blackburn NNP I-NP I-PER\n",
     )
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        assert loaded(tmp_path)["train"][1] == [
+        assert loaded(tmp_path, validation_split_percentage=0, test_split_percentage=0)["train"][1] == [
             ["B-ORG", "O", "B-PER", "O"],
             ["B-LOC", "B-LOC", "O", "B-ORG", "B-PER", "I-PER"],
         ]

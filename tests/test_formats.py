@@ -25,7 +25,9 @@ def test_a_label_studio_folder_is_detected_and_split_by_file_name(tmp_path):
     root = folder(tmp_path, train_json="label_studio.json", test_json="label_studio_min.json")
     assert detect_span_format(root) == "label-studio"
     raw = load_source(DataSource(data_dir=str(root)))
-    assert list(raw) == ["train", "test"] and (len(raw["train"]), len(raw["test"])) == (7, 2)
+    # No validation file: 10% of the 7 training tasks (rounded, stratified by intent) become one.
+    assert list(raw) == ["train", "validation", "test"]
+    assert (len(raw["train"]), len(raw["validation"]), len(raw["test"])) == (6, 1, 2)
     assert raw["test"][0]["words"] == ["fly", "to", "Boston"] and raw["test"][0]["tags"] == ["O", "O", "B-city"]
     assert set(raw["train"]["source"]) == {"data"}
     sentence_labels, token_labels = build_label_maps(raw["train"])
