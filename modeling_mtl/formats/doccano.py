@@ -4,14 +4,23 @@
     {"text": "fly to Boston", "entities": [{"start_offset": 7, "end_offset": 13, "label": "city"}]}   (newer)
     {"text": "fly to Boston", "label": ["book_flight"]}                           text classification
     {"text": "...", "entities": [...], "cats": ["book_flight"]}                   both (`cats`: strings or {"label"})
+    {"text": "fly to Boston", "entities": [[7, 13, "city"]], "cats": ["book_flight"]}   (intent detection and
+                                                                                   slot filling projects)
 
-Offsets are taken as given (the export carries no span text to check them against). Relations are left out and
-counted ("ignored_relations").
+Offsets are taken as given (the export carries no span text to check them against): Python str offsets (Doccano's
+server counts in code points). Relations are left out and counted ("ignored_relations").
+
+Writing (`write`): one JSON line per record, in the intent detection and slot filling shape
+`{"text", "entities": [[start, end, type], ...], "cats": [label]}` when any record has a sentence label (a record
+without one gets `"cats": []`), else in the sequence labelling shape `{"text", "label": [[start, end, type], ...]}`.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from ..spans import ConversionReport, Span, SpanRecord
 from .common import first_json_record, one_value, read_json_records, require_dict, require_text
@@ -40,9 +49,10 @@ def read(path: Path, report: ConversionReport) -> list[SpanRecord]:
         elif label is not None:
             categories.append(("label", label))
         for number, entity in enumerate(row.get("entities") or [], 1):
-            entity = require_dict(entity, f"{where}, entity {number}")
-            item = [entity.get("start_offset"), entity.get("end_offset"), entity.get("label")]
-            spans.append(_span(item, f"{where}, entity {number}"))
+            if not isinstance(entity, list):
+                entity = require_dict(entity, f"{where}, entity {number}")
+                entity = [entity.get("start_offset"), entity.get("end_offset"), entity.get("label")]
+            spans.append(_span(entity, f"{where}, entity {number}"))
         if "cats" in row:
             cats = [cat.get("label") if isinstance(cat, dict) else cat for cat in row["cats"] or []]
             categories.append(("cats", cats))
@@ -59,3 +69,18 @@ def _span(item: list, where: str) -> Span:
     if len(item) != 3 or item[2] is None:
         raise ValueError(f"{where}: a span must be [start, end, label], got {item!r}")
     return Span(start=item[0], end=item[1], label=item[2])
+
+
+def _row(record: SpanRecord, with_classes: bool) -> dict:
+    spans = [[span.start, span.end, span.label] for span in record.spans]
+    if not with_classes:
+        return {"text": record.text, "label": spans}
+    cats = [] if record.sentence_label is None else [record.sentence_label]
+    return {"text": record.text, "entities": spans, "cats": cats}
+
+
+def write(records: Sequence[SpanRecord], stream: TextIO) -> None:
+    """Write the records as Doccano JSON Lines (Python str offsets; the shape: see the module docstring)."""
+    with_classes = any(record.sentence_label is not None for record in records)
+    for record in records:
+        stream.write(json.dumps(_row(record, with_classes), ensure_ascii=False) + "\n")

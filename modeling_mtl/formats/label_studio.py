@@ -10,11 +10,32 @@ not cancelled (`was_cancelled`); the others are counted ("cancelled_annotation_s
 A task with no usable annotation but with `predictions` (pre-annotations, such as `predict --output-format
 label-studio` writes) is read from its most recent prediction, counted "read_from_predictions"; a task with neither
 is skipped, "unannotated_task_skipped".
+
+Writing (`write`): a JSON list of tasks in the shape Label Studio imports (its "Import pre-annotated data" guide),
+one task per record, `{"id", "data": {"text"}, "annotations": [{"id", "result", "was_cancelled": false}]}` for gold
+records, or with `model_version` given, `"predictions": [{"model_version", "score", "result"}]` (pre-annotations,
+shown for review). Each span is a `labels` result `{"id", "from_name": "label", "to_name": "text", "type":
+"labels", "value": {"start", "end", "text", "labels": [type]}}`, the sentence label a `choices` result
+`{"from_name": "intent", "to_name": "text", "type": "choices", "value": {"choices": [label]}}`; a prediction's
+results and the prediction carry a `score` when scores are given. These names fit a labeling configuration such as
+
+    <View>
+      <Text name="text" value="$text"/>
+      <Labels name="label" toName="text"> <Label value="fromloc.city_name"/> ... </Labels>
+      <Choices name="intent" toName="text" choice="single"> <Choice value="atis_flight"/> ... </Choices>
+    </View>
+
+Offsets are written in UTF-16 code units, as the tool itself counts them in the browser (an emoji counts 2), with
+the span's `value.text`: the records' spans are Python str offsets, converted here; reading the file back repairs
+them through `value.text` ("repaired_utf16_offsets" in the report), giving the same words and tags.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from ..spans import ConversionReport, Span, SpanRecord
 from .common import first_json_record, one_value, read_json_records, require_dict, require_text
@@ -22,6 +43,9 @@ from .common import first_json_record, one_value, read_json_records, require_dic
 NAME = "label-studio"
 SUFFIXES = (".json", ".jsonl")
 SPAN_KEYS = ("start", "end", "labels")
+SPAN_CONTROL = "label"
+CLASS_CONTROL = "intent"
+TEXT_OBJECT = "text"
 
 
 def detect(path: Path) -> bool:
@@ -125,3 +149,73 @@ def _read_json_min(task: dict, where: str) -> SpanRecord:
         raise ValueError(f"{where}: several class fields {[key for key, _ in choices]}; a task takes one sentence label")
     sentence_label = one_value(choices[0][1], f"{where}, {choices[0][0]}", "choice") if choices else None
     return SpanRecord(text=text, spans=spans, sentence_label=sentence_label, where=where)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def utf16_offset(text: str, index: int) -> int:
+    """The UTF-16 code-unit offset (what JavaScript counts) of Python str index `index` of `text`."""
+    return index + sum(1 for char in text[:index] if ord(char) > 0xFFFF)
+
+
+def _span_result(record: SpanRecord, span: Span, result_id: str, score: float | None) -> dict:
+    value = {
+        "start": utf16_offset(record.text, span.start),
+        "end": utf16_offset(record.text, span.end),
+        "text": record.text[span.start : span.end],
+        "labels": [span.label],
+    }
+    result = {"id": result_id, "from_name": SPAN_CONTROL, "to_name": TEXT_OBJECT, "type": "labels", "value": value}
+    return result if score is None else {**result, "score": float(score)}
+
+
+def _choice_result(label: str, result_id: str, score: float | None) -> dict:
+    result = {"id": result_id, "from_name": CLASS_CONTROL, "to_name": TEXT_OBJECT, "type": "choices",
+              "value": {"choices": [label]}}
+    return result if score is None else {**result, "score": float(score)}
+
+
+def _results(record: SpanRecord, task_id: int, scores: tuple[float, Sequence[float]] | None) -> list[dict]:
+    """The `labels` results of the record's spans (Python offsets, written as UTF-16) and its `choices` result."""
+    sentence_score, span_scores = scores if scores is not None else (None, [None] * len(record.spans))
+    if len(span_scores) != len(record.spans):
+        raise ValueError(f"{record.where}: {len(span_scores)} span scores for {len(record.spans)} spans")
+    results = [_span_result(record, span, f"{task_id}-span-{number}", score)
+               for number, (span, score) in enumerate(zip(record.spans, span_scores), 1)]
+    if record.sentence_label is not None:
+        results.append(_choice_result(record.sentence_label, f"{task_id}-class", sentence_score))
+    return results
+
+
+def task_of(record: SpanRecord, task_id: int, *, model_version: str | None = None,
+            scores: tuple[float, Sequence[float]] | None = None) -> dict:
+    """One Label Studio task: the record as an annotation, or with `model_version` as a prediction; `scores` is
+    `(sentence score, one score per span)` (written on the prediction and its results), or None."""
+    for span in record.spans:
+        if not 0 <= span.start <= span.end <= len(record.text):
+            raise ValueError(f"{record.where}: span {span.start}-{span.end} ({span.label}) does not fit the text "
+                             f"({len(record.text)} characters); spans must be Python str offsets")
+    results = _results(record, task_id, scores)
+    task = {"id": task_id, "data": {"text": record.text}}
+    if model_version is None:
+        task["annotations"] = [{"id": task_id, "result": results, "was_cancelled": False}]
+        return task
+    prediction = {"model_version": model_version, "result": results}
+    if scores is not None:
+        prediction["score"] = float(scores[0])
+    task["predictions"] = [prediction]
+    return task
+
+
+def write(records: Sequence[SpanRecord], stream: TextIO, *, model_version: str | None = None,
+          scores: Sequence[tuple[float, Sequence[float]]] | None = None) -> None:
+    """Write the records as a JSON list of Label Studio tasks (ids from 1; see the module docstring): annotations,
+    or with `model_version` predictions, with `scores[i]` = (sentence score, span scores) of record i when given."""
+    if scores is not None and len(scores) != len(records):
+        raise ValueError(f"{len(scores)} scores for {len(records)} records")
+    tasks = [task_of(record, number, model_version=model_version, scores=None if scores is None else scores[number - 1])
+             for number, record in enumerate(records, 1)]
+    json.dump(tasks, stream, ensure_ascii=False, indent=1)
+    stream.write("\n")

@@ -71,13 +71,27 @@ Counted in the `ConversionReport` (one note per occurrence):
 Metadata (per intent or per example) is not used. Markdown comments `<!-- ... -->` are removed (their lines
 still count). A lone "-" or an example that is only whitespace reaches `records_to_columns`, which skips it as
 "empty_text". YAML scalars are read as written (an intent `yes` is the string "yes", as in Rasa's YAML 1.2).
+
+Writing (`write`)
+-----------------
+Rasa 3 YAML: `version: "3.1"`, then `nlu:` with one `- intent:` item per intent (in the order the intents first
+occur; with `keep_order=True`, one item per run of consecutive records of one intent, so that reading back gives
+the records in their order) and its examples in an `examples: |` block, each span written `[text](entity)`, or
+`[text]{"entity": e, "role": r, "group": g}` when its label (`parse_label`) has a role or a group or the entity
+name holds characters the short form cannot (whitespace, `(`, `)`, `:`, brackets, braces). Spans are Python str
+offsets. Refused (ValueError naming the record): a record without a sentence label (every example belongs to an
+intent), a text holding `[` (it would open markup) or a line break, tab aside a character YAML cannot hold, a `]`
+inside a span, empty or overlapping spans, and labels `parse_label` refuses. An example is read back with its
+leading and trailing whitespace stripped (its words and tags do not change).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
@@ -457,3 +471,88 @@ def read(path: Path, report: ConversionReport) -> list[SpanRecord]:
     docstring."""
     path = Path(path)
     return _read_markdown(path, report) if _is_markdown(path) else _read_yaml(path, report)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writing
+
+_SHORT_ENTITY = re.compile(r"[^\s():\[\]{}]+")
+_UNWRITABLE = re.compile("[^\t\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\u2028\u2029]")
+
+
+def _entity_markup(entity_text: str, label: str) -> str:
+    """`[text](entity)`, or `[text]{"entity": ..., "role": ..., "group": ...}` (see the module docstring)."""
+    entity, role, group = parse_label(label)
+    if role is None and group is None and _SHORT_ENTITY.fullmatch(entity):
+        return f"[{entity_text}]({entity})"
+    annotation = {"entity": entity, **({"role": role} if role is not None else {}),
+                  **({"group": group} if group is not None else {})}
+    return f"[{entity_text}]{json.dumps(annotation, ensure_ascii=False)}"
+
+
+def example_markup(record: SpanRecord) -> str:
+    """The record's text with its spans as inline entity markup; a ValueError naming the record for what the
+    markup cannot hold (see the module docstring)."""
+    text, where = record.text, record.where
+    bad = _UNWRITABLE.search(text) or re.search(r"\[", text)
+    if bad:
+        raise ValueError(f"{where}: the text holds {bad.group()!r} at character {bad.start()}, which a Rasa example "
+                         f"line cannot hold ('[' opens entity markup; line breaks end the example): {text!r}")
+    pieces, position = [], 0
+    for span in sorted(record.spans, key=lambda span: (span.start, span.end)):
+        shown = f"span {span.start}-{span.end} ({span.label})"
+        if not position <= span.start < span.end <= len(text):
+            problem = "is empty" if span.start == span.end else (
+                "overlaps the span before it" if span.start < position else "does not fit the text")
+            raise ValueError(f"{where}: {shown} {problem}; Rasa markup holds non-empty, non-overlapping spans of "
+                             f"Python str offsets, in {text!r}")
+        entity_text = text[span.start : span.end]
+        if "]" in entity_text:
+            raise ValueError(f"{where}: {shown} {entity_text!r} holds ']', which would close its markup early")
+        try:
+            markup = _entity_markup(entity_text, span.label)
+        except ValueError as error:
+            raise ValueError(f"{where}: {shown}: {error}") from None
+        pieces += [text[position : span.start], markup]
+        position = span.end
+    return "".join(pieces + [text[position:]])
+
+
+def _yaml_scalar(value: str) -> str:
+    """`value` as a YAML scalar: plain when YAML reads it back as the same string, else double-quoted."""
+    try:
+        plain = yaml.safe_load(f"key: {value}") == {"key": value}
+    except yaml.YAMLError:
+        plain = False
+    return value if plain else json.dumps(value, ensure_ascii=False)
+
+
+def _intent_items(records: Sequence[SpanRecord], keep_order: bool) -> list[tuple[str, list[str]]]:
+    """`(intent, example lines)` items: one per intent, or with `keep_order` one per run of one intent."""
+    items: list[tuple[str, list[str]]] = []
+    by_intent: dict[str, list[str]] = {}
+    for record in records:
+        intent = record.sentence_label
+        if intent is None or not intent.strip():
+            raise ValueError(f"{record.where}: no sentence label; every Rasa example belongs to an intent")
+        line = example_markup(record)
+        if keep_order:
+            if not items or items[-1][0] != intent:
+                items.append((intent, []))
+            items[-1][1].append(line)
+        elif intent in by_intent:
+            by_intent[intent].append(line)
+        else:
+            by_intent[intent] = [line]
+            items.append((intent, by_intent[intent]))
+    return items
+
+
+def write(records: Sequence[SpanRecord], stream: TextIO, *, keep_order: bool = False) -> None:
+    """Write the records as Rasa 3 NLU YAML (see the module docstring)."""
+    items = _intent_items(records, keep_order)
+    lines = ['version: "3.1"', "nlu:" if items else "nlu: []"]
+    for intent, examples in items:
+        lines += [f"- intent: {_yaml_scalar(intent)}", "  examples: |"]
+        lines += [f"    - {example}" for example in examples]
+    stream.write("\n".join(lines) + "\n")
