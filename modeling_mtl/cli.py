@@ -2,6 +2,7 @@
 
     python -m modeling_mtl predict --model outputs/demo "Angela Merkel flew to Paris" "Buy a new laptop"
     cat texts.txt | python -m modeling_mtl predict --model outputs/demo > predictions.jsonl
+    cat texts.txt | python -m modeling_mtl predict --model outputs/demo --output-format label-studio > tasks.json
     python -m modeling_mtl embed --model outputs/demo "A sentence to embed."
     python -m modeling_mtl evaluate --model outputs/demo --data_dir data/demo --split test
     python -m modeling_mtl evaluate --model outputs/atis --config configuration/atis.yaml --json
@@ -82,6 +83,13 @@ def build_parser():
     predict.add_argument("--aggregation_strategy", choices=AGGREGATION_STRATEGIES, default="first",
                          help="how a word's tag comes from its sub-tokens (default first)")
     predict.add_argument("--return_embedding", action="store_true", help="add the sentence embedding")
+    predict.add_argument("--output-format", "--output_format", dest="output_format", default="jsonl",
+                         choices=("jsonl", "label-studio", "doccano", "rasa"),
+                         help="jsonl (default): one JSON line per text, streamed; label-studio: tasks with "
+                         "pre-annotations (predictions with model_version and scores) to import and correct; "
+                         "doccano / rasa: the predicted labels as that tool's data (read back as training data)")
+    predict.add_argument("--model_version", default=None,
+                         help="Label Studio pre-annotations' model_version (default: the --model argument)")
     add_decoding_option(predict)
 
     embed = commands.add_parser(
@@ -266,6 +274,9 @@ def stream(args, stdin, stdout, lines_of):
 
 
 def run_predict(args, stdin, stdout):
+    if args.output_format != "jsonl":
+        return run_pre_annotations(args, stdin, stdout)
+
     def lines_of(model, chunk):
         results = model.predict(
             chunk, batch_size=args.batch_size, return_embeddings=args.return_embedding,
@@ -274,6 +285,30 @@ def run_predict(args, stdin, stdout):
         return [json.dumps({"text": text, **result}, ensure_ascii=False) for text, result in zip(chunk, results)]
 
     return stream(args, stdin, stdout, lines_of)
+
+
+def run_pre_annotations(args, stdin, stdout):
+    """`predict --output-format label-studio|doccano|rasa`: every text's result, written as one file of the tool's
+    format (a Label Studio export is one JSON list, so this does not stream)."""
+    from .formats.export import write_pre_annotations
+
+    if args.aggregation_strategy == "none" or args.return_embedding:
+        flag = "--aggregation_strategy none" if args.aggregation_strategy == "none" else "--return_embedding"
+        raise CommandError(f"--output-format {args.output_format} writes entities as spans: {flag} does not apply")
+    texts, predictions = [], []
+
+    def lines_of(model, chunk):
+        texts.extend(chunk)
+        predictions.extend(model.predict(chunk, batch_size=args.batch_size,
+                                         aggregation_strategy=args.aggregation_strategy))
+        return []
+
+    count = stream(args, stdin, stdout, lines_of)
+    try:
+        write_pre_annotations(texts, predictions, stdout, args.output_format, args.model_version or args.model)
+    except ValueError as error:  # e.g. a text Rasa markup cannot hold ('[')
+        raise CommandError(str(error)) from None
+    return count
 
 
 def run_embed(args, stdin, stdout):

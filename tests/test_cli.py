@@ -242,3 +242,45 @@ def test_token_decoding_choices_are_the_configs():
     for name in ("predict", "evaluate"):
         option = next(a for a in commands.choices[name]._actions if "--token_decoding" in a.option_strings)
         assert tuple(option.choices) == TOKEN_DECODINGS
+
+
+@pytest.mark.parametrize("output_format, file_name", [("label-studio", "train.json"), ("doccano", "train.jsonl"),
+                                                     ("rasa", "train.yml")])
+def test_predict_writes_pre_annotations_that_read_back_as_training_data(model_folder, tmp_path, output_format,
+                                                                         file_name):
+    from modeling_mtl.data import DataSource, load_source
+
+    model, _ = model_folder
+    generator = torch.Generator().manual_seed(1)  # a token head that predicts a mix of tags
+    with torch.no_grad():
+        for parameter in model.token_head.classifier.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    folder = tmp_path / "lively"
+    model.save_pretrained(folder)
+    out = io.StringIO()
+    arguments = ["predict", "--model", str(folder), "--output-format", output_format, "--model_version", "demo@1"]
+    assert main([*arguments, *TEXTS], stdout=out) == 0
+    if output_format == "label-studio":
+        tasks = json.loads(out.getvalue())
+        assert [task["data"]["text"] for task in tasks] == TEXTS and all("annotations" not in task for task in tasks)
+        assert {prediction["model_version"] for task in tasks for prediction in task["predictions"]} == {"demo@1"}
+    data = tmp_path / "exported"
+    data.mkdir()
+    (data / file_name).write_text(out.getvalue(), encoding="utf-8")
+    raw = load_source(DataSource(data_dir=str(data), validation_split_percentage=0, test_split_percentage=0))
+    expected = model.predict(TEXTS)
+    assert sum(len(prediction["entities"]) for prediction in expected) >= 2
+    by_text = {" ".join(words): row for words, row in zip(raw["train"]["words"], raw["train"])}
+    assert len(by_text) == len(TEXTS)
+    for text, prediction in zip(TEXTS, expected):
+        row = by_text[" ".join(text.split()).replace("!", " !")]
+        assert row["sentence_label"] == prediction["label"]
+        entity_words = [" ".join(row["words"][i] for i, tag in enumerate(row["tags"]) if tag != "O")]
+        assert entity_words == [" ".join(entity["word"] for entity in prediction["entities"])]
+
+
+def test_predict_pre_annotations_refuse_word_level_output(model_folder, capsys):
+    _, folder = model_folder
+    status = main(["predict", "--model", str(folder), "--output-format", "label-studio", "--aggregation_strategy",
+                   "none", TEXTS[0]], stdout=io.StringIO())
+    assert status == 2 and "--aggregation_strategy none does not apply" in capsys.readouterr().err
