@@ -88,3 +88,19 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO / "data" / "demo"
 DEMO_SENTENCE_LABELS = ["other", "politics", "sports", "technology", "travel"]  # the label lists of DEMO_DATA
 DEMO_TOKEN_LABELS = ["O"] + [f"{p}-{t}" for t in ("DATE", "LOC", "ORG", "PERSON") for p in "BI"]
+
+
+def make_lively(model):
+    """Give `model`'s token head random (fixed) weights and biases, so that it predicts a mix of tags."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        head = model.token_head.classifier
+        head.weight.copy_(torch.randn(head.weight.shape, generator=generator))
+        head.bias.copy_(torch.randn(head.bias.shape, generator=generator))
+    return model
+
+
+@pytest.fixture
+def lively_model(make_tiny_model):
+    """A tiny random model whose token head predicts a mix of tags."""
+    return make_lively(make_tiny_model())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO_DATA, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS, REPO, is_valid_bio
+from conftest import DEMO_DATA, make_lively, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS, REPO, is_valid_bio
 from modeling_mtl.cli import main
 
 TEXTS = ["Angela Merkel flew to Paris on Monday", "Buy a new laptop in Zürich!"]
@@ -250,11 +250,7 @@ def test_predict_writes_pre_annotations_that_read_back_as_training_data(model_fo
                                                                          file_name):
     from modeling_mtl.data import DataSource, load_source
 
-    model, _ = model_folder
-    generator = torch.Generator().manual_seed(1)  # a token head that predicts a mix of tags
-    with torch.no_grad():
-        for parameter in model.token_head.classifier.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    model = make_lively(model_folder[0])
     folder = tmp_path / "lively"
     model.save_pretrained(folder)
     out = io.StringIO()

@@ -6,7 +6,6 @@ import io
 import json
 
 import pytest
-import torch
 
 from modeling_mtl.data import DataSource, load_source
 from modeling_mtl.decoding_mtl import bio_to_entities, split_words
@@ -223,18 +222,6 @@ def test_writing_an_unknown_format_names_the_writable_ones():
 
 PREDICT_TEXTS = ["😀 fly from Zu\u0308rich to Boston tomorrow", "Angela Merkel flew to Paris", "buy a new laptop",
                  ["pre", "split", "words", "here"]]
-
-
-@pytest.fixture
-def lively_model(make_tiny_model):
-    """A tiny random model whose token head predicts a mix of tags (fixed random weights and biases)."""
-    model = make_tiny_model()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        head = model.token_head.classifier
-        head.weight.copy_(torch.randn(head.weight.shape, generator=generator))
-        head.bias.copy_(torch.randn(head.bias.shape, generator=generator))
-    return model
 
 
 def entities_of(text, tags):

@@ -39,18 +39,6 @@ def demo_sentences(count=6):
     return [line for line in lines if line.strip()][:count]
 
 
-@pytest.fixture
-def lively_model(make_tiny_model):
-    """A tiny random model whose token head predicts a mix of tags (random, but fixed, weights and biases)."""
-    model = make_tiny_model()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        head = model.token_head.classifier
-        head.weight.copy_(torch.randn(head.weight.shape, generator=generator))
-        head.bias.copy_(torch.randn(head.bias.shape, generator=generator))
-    return model
-
-
 def reference_word_tags(model, text, strategy):
     """Each word's tag and score, computed here from the token probabilities, independently of the model's code."""
     words = [w for w, _, _ in split_words(text)]
