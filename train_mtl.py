@@ -27,6 +27,7 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 from modeling_mtl import MultiTaskModel
 from modeling_mtl.data import MultiTaskCollator, build_label_maps, encode_dataset_dict, load_sources
 from modeling_mtl.hub import create_repo, push_folder, take_push_settings
+from modeling_mtl.inspect_data import format_summary, summarize
 from modeling_mtl.metrics import build_compute_metrics, predictions_to_records
 from modeling_mtl.model_card import ModelCardInputs, embedding_sample, write_model_card
 from modeling_mtl.trainer import MultiTaskTrainer
@@ -39,12 +40,15 @@ logger = logging.getLogger("train_mtl")
 def load_data(data_args, seed):
     """Raw splits and the label maps of the training split. A data set with one kind of label only still gets a
     head for the other kind (a lone "O" tag, or one placeholder class) whose loss is never computed."""
-    raw = load_sources(data_args.data_sources())
+    sources = data_args.data_sources()
+    raw = load_sources(sources)
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
                          ("test", data_args.max_eval_samples)):
         if limit is not None and split in raw:
             # Shuffled first, so that a subset of several sources still holds each of them.
             raw[split] = raw[split].shuffle(seed=seed).select(range(min(limit, len(raw[split]))))
+    # The span conversion reports its problems as it loads; this is the rest of what `inspect-data` prints.
+    logger.info("Data:\n" + format_summary(summarize(raw, sources, {})))
     sentence_labels, token_labels = build_label_maps(raw["train"])
     return raw, sentence_labels or ["LABEL_0"], token_labels or ["O"]
 

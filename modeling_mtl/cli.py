@@ -7,6 +7,7 @@
     python -m modeling_mtl evaluate --model outputs/demo --data_dir data/demo --split test
     python -m modeling_mtl evaluate --model outputs/atis --config configuration/atis.yaml --json
     python -m modeling_mtl evaluate --model outputs/atis --config configuration/atis.yaml --token_decoding argmax
+    python -m modeling_mtl inspect-data configuration/atis.yaml                           # before training
     python -m modeling_mtl export-onnx --model outputs/atis --output outputs/atis-onnx    # needs the onnx extra
 
 `predict` and `embed` print one JSON object / array per text (JSON Lines, in input order); with no TEXT they read
@@ -133,7 +134,26 @@ def build_parser():
     export.add_argument("--output", required=True, help="folder to write (created; files of the same name replaced)")
     export.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True,
                         help="also write model_int8.onnx (default: yes)")
+
+    inspect = commands.add_parser(
+        "inspect-data", help="what a run would train on, before training",
+        description="Load a run file's data (or a data folder) as training would and print the formats, split "
+        "sizes, label and entity-type counts, span conversion counts, labels only in validation/test, truncated "
+        "texts and texts in several splits. Exit status 2 where training would refuse the data.",
+    )
+    inspect.add_argument("target", metavar="RUN_FILE_OR_FOLDER", help="a run file (.yaml/.json) or a data folder")
+    inspect.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     return parser
+
+
+def run_inspect_data(args, stdout):
+    from .inspect_data import inspect_data
+
+    try:
+        summary, text = inspect_data(args.target)
+    except (ValueError, FileNotFoundError) as error:  # what training refuses, with its file and line
+        raise CommandError(str(error)) from None
+    stdout.write((json.dumps(summary, ensure_ascii=False) if args.json else text) + "\n")
 
 
 def check_model_argument(model):
@@ -500,6 +520,9 @@ def main(argv=None, stdin=None, stdout=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "inspect-data":
+            run_inspect_data(args, stdout)
+            return 0
         check_positive("--batch_size", getattr(args, "batch_size", None))
         check_model_argument(args.model)
         check_onnx_options(args)

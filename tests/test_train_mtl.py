@@ -1,7 +1,9 @@
 """train_mtl.py end to end: plain python, two-process DDP over gloo, resuming; the result loads in a clean client."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -22,11 +24,14 @@ TINY_RUN = [
 ]
 
 
-def test_demo_run_leaves_a_complete_model_folder(tiny_encoder_dir, tmp_path):
+def test_demo_run_leaves_a_complete_model_folder(tiny_encoder_dir, tmp_path, caplog):
     output = tmp_path / "run"
+    caplog.set_level(logging.INFO, logger="train_mtl")
     main([str(REPO / "configuration" / "demo.yaml"), "--encoder", tiny_encoder_dir, "--data_dir", str(DEMO_DATA),
           "--output_dir", str(output), "--num_train_epochs", "2", *TINY_RUN])
 
+    # The data summary of `inspect-data` is logged once the subsets are taken.
+    assert re.search(r"Data:\nSource demo: jointbert\ntrain: 48 examples\n  sentence labels \(5\): ", caplog.text), caplog.text
     results = json.loads((output / "all_results.json").read_text())
     for prefix in ("eval", "test"):
         for name in ("loss", "sentence_loss", "token_loss", "sentence_accuracy", "sentence_f1_macro", "token_precision",
