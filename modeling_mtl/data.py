@@ -9,10 +9,10 @@ Every source is loaded into one canonical schema (a `datasets.DatasetDict` with 
 - `sentence_label` (`str | None`): the sentence label, or None when the source has no sentence labels,
 - `source` (`str`): the short name of the source the example comes from.
 
-Sources are described by `DataSource` and loaded with `load_source` / `load_sources`: local folders in JointBERT,
-CoNLL, SST-2, CSV or JSON Lines format (read by `data_formats.py`, see `detect_format`), or Hugging Face Hub
-datasets. Label maps come from
-the training split only (`build_label_maps`); labels that only occur in validation/test are counted and reported
+Sources are described by `DataSource` and loaded with `load_source` / `load_sources`: local folders in any format
+of `formats.FORMATS` (JointBERT, CoNLL, SST-2, CSV, JSON Lines, annotation-tool exports; one module each in
+`modeling_mtl/formats/`, see `formats.detect_format`), or Hugging Face Hub datasets. Label maps come from the
+training split only (`build_label_maps`); labels that only occur in validation/test are counted and reported
 (`count_unseen_labels`), never dropped. `encode_dataset_dict` tokenises with word alignment and
 `MultiTaskCollator` pads batches for both heads.
 """
@@ -30,21 +30,11 @@ import datasets
 import torch
 from datasets import Dataset, DatasetDict
 
-from .data_formats import (  # noqa: F401 (SPLITS, FEATURES and the readers are this module's API too)
-    FEATURES,
-    FORMATS,
-    SPLITS,
-    TABULAR_FORMATS,
-    detect_format,
-    folder_name,
-    load_conll,
-    load_jointbert,
-    load_sst2,
-    load_tabular,
-    normalize_split_name,
-    standardize_dataset_dict,
-)
-from .formats import SPAN_FORMATS, detect_span_format, load_span_format
+# The readers and the schema are this module's API too (`from modeling_mtl.data import load_jointbert, FEATURES`).
+from .data_formats import TABULAR_FORMATS, load_conll, load_jointbert, load_sst2, load_tabular
+from .formats import FORMATS, SPAN_FORMATS, detect_format, detect_span_format, load_folder
+from .formats.columns import standardize_dataset_dict
+from .formats.common import FEATURES, SPLITS, folder_name, normalize_split_name
 from .spans import EDGE_POLICIES, OVERLAP_POLICIES, ConversionReport
 
 logger = logging.getLogger(__name__)
@@ -63,7 +53,7 @@ class DataSource:
     Give exactly one of `data_dir` (a local folder) and `dataset_name` (a Hugging Face Hub dataset id).
 
     Args:
-        data_dir: Local folder in one of `FORMATS`, or of annotation-tool exports (`formats.SPAN_FORMATS`).
+        data_dir: Local folder in one of `FORMATS` (word formats and annotation-tool exports).
         data_format: Format of `data_dir`; None detects it (`detect_format`).
         dataset_name: Hub dataset id, loaded with `datasets.load_dataset(dataset_name, dataset_config_name)`.
         dataset_config_name: Hub dataset configuration.
@@ -110,7 +100,7 @@ class DataSource:
         if self.data_format is not None:
             if self.data_dir is None:
                 raise ValueError("data_format only applies to a data_dir source.")
-            known = (*FORMATS, *SPAN_FORMATS)
+            known = tuple(FORMATS)
             if self.data_format not in known:
                 raise ValueError(f"Unknown data_format {self.data_format!r}; expected one of {', '.join(known)}.")
         for key, choices in (("edge_policy", EDGE_POLICIES), ("overlap_policy", OVERLAP_POLICIES)):
@@ -156,22 +146,8 @@ def load_source(source: DataSource, report: ConversionReport | None = None) -> D
     if source.dataset_name is not None:
         raw = datasets.load_dataset(source.dataset_name, source.dataset_config_name)
         return standardize_dataset_dict(raw, source)
-    data_format = source.data_format or detect_span_format(source.data_dir) or detect_format(source.data_dir)
-    if data_format in SPAN_FORMATS:
-        if source.has_column_options:
-            raise ValueError(f"Column options do not apply to {source.data_dir} ({data_format}): its fields are fixed.")
-        loaded = load_span_format(source.data_dir, data_format, source.name, edge_policy=source.edge_policy,
-                                  overlap_policy=source.overlap_policy, report=report)
-    elif data_format in TABULAR_FORMATS:
-        loaded = load_tabular(source.data_dir, data_format, source)
-    elif source.has_column_options:
-        raise ValueError(
-            f"Column options only apply to csv, jsonl and Hub sources, not to {source.data_dir} ({data_format})."
-        )
-    else:
-        loaded = {"jointbert": load_jointbert, "conll": load_conll, "sst2": load_sst2}[data_format](
-            source.data_dir, source.name
-        )
+    data_format = source.data_format or detect_format(source.data_dir)
+    loaded = load_folder(source, data_format, report)
     logger.info(
         "Loaded %s (%s): %s", source.name, data_format, ", ".join(f"{s} {len(d)}" for s, d in loaded.items())
     )
@@ -502,3 +478,11 @@ class MultiTaskCollator:
                 [int(f.get("sentence_labels", IGNORE_INDEX)) for f in features], dtype=torch.long
             )
         return batch
+
+
+__all__ = [
+    "FEATURES", "FORMATS", "IGNORE_INDEX", "MODEL_INPUT_KEYS", "SPAN_FORMATS", "SPLITS", "TABULAR_FORMATS", "DataSource",
+    "MultiTaskCollator", "build_label_maps", "carve_missing_splits", "count_unseen_labels", "detect_format",
+    "detect_span_format", "encode_dataset_dict", "folder_name", "load_conll", "load_jointbert", "load_source",
+    "load_sources", "load_sst2", "load_tabular", "normalize_split_name", "standardize_dataset_dict", "tokenize_and_align",
+]

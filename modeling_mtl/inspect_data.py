@@ -20,8 +20,7 @@ from collections import Counter
 from datasets import DatasetDict
 
 from .data import DataSource, load_sources
-from .data_formats import detect_format
-from .formats import detect_span_format
+from .formats import detect_format
 from .spans import ConversionReport
 
 SPLIT_ORDER = ("train", "validation", "test")
@@ -31,7 +30,7 @@ def source_format(source: DataSource) -> str:
     """The format `load_source` reads `source` in."""
     if source.dataset_name is not None:
         return f"hub data set {source.dataset_name}"
-    return source.data_format or detect_span_format(source.data_dir) or detect_format(source.data_dir)
+    return source.data_format or detect_format(source.data_dir)
 
 
 def _entities(rows_tags) -> Counter:

@@ -104,3 +104,23 @@ def make_lively(model):
 def lively_model(make_tiny_model):
     """A tiny random model whose token head predicts a mix of tags."""
     return make_lively(make_tiny_model())
+
+
+def write(path: Path, text: str) -> Path:
+    """Write `text` as UTF-8 to `path` (folders created); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def make_jointbert(root: Path) -> Path:
+    write(root / "train" / "seq.in", "show me flights to boston \nfares from denver\n")
+    write(root / "train" / "seq.out", "O O O O B-toloc\nO O B-fromloc\n")
+    write(root / "train" / "label", "atis_flight\natis_flight#atis_airfare\n")
+    write(root / "dev" / "seq.in", "flights to denver\n")
+    write(root / "dev" / "seq.out", "O O B-toloc\n")
+    write(root / "dev" / "label", "atis_flight\n")
+    write(root / "test" / "seq.in", "to new york\n")
+    write(root / "test" / "seq.out", "O B-toloc I-toloc\n")
+    write(root / "intent_label.txt", "PAD\nUNK\natis_flight\n")
+    return root

@@ -1,16 +1,17 @@
-"""Tests for `modeling_mtl.data`: loaders, label maps, word alignment and collation."""
+"""Tests for `modeling_mtl.data`: data sources, loading several, carving splits, label maps, word alignment and
+collation. Each format's reader has its own file, tests/test_formats_<module>.py."""
 
-import json
 import logging
 from pathlib import Path
 
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+from datasets import Dataset, DatasetDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
+from conftest import make_jointbert, write
 from modeling_mtl.data import (
     FEATURES,
     IGNORE_INDEX,
@@ -18,14 +19,9 @@ from modeling_mtl.data import (
     MultiTaskCollator,
     build_label_maps,
     count_unseen_labels,
-    detect_format,
     encode_dataset_dict,
-    load_conll,
-    load_jointbert,
     load_source,
     load_sources,
-    load_sst2,
-    standardize_dataset_dict,
     tokenize_and_align,
 )
 
@@ -44,12 +40,6 @@ def minilm_tokenizer_path():
 @pytest.fixture(scope="module")
 def minilm_tokenizer(minilm_tokenizer_path):
     return AutoTokenizer.from_pretrained(minilm_tokenizer_path)
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def canonical(rows: list[dict], source: str = "toy") -> Dataset:
@@ -98,278 +88,6 @@ def test_data_source_default_names(tmp_path):
     assert DataSource(dataset_name="glue", dataset_config_name="sst2").name == "glue/sst2"
     assert DataSource(dataset_name="conll2003").name == "conll2003"
     assert DataSource(dataset_name="conll2003", name="ner").name == "ner"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# JointBERT
-
-
-def make_jointbert(root: Path) -> Path:
-    write(root / "train" / "seq.in", "show me flights to boston \nfares from denver\n")
-    write(root / "train" / "seq.out", "O O O O B-toloc\nO O B-fromloc\n")
-    write(root / "train" / "label", "atis_flight\natis_flight#atis_airfare\n")
-    write(root / "dev" / "seq.in", "flights to denver\n")
-    write(root / "dev" / "seq.out", "O O B-toloc\n")
-    write(root / "dev" / "label", "atis_flight\n")
-    write(root / "test" / "seq.in", "to new york\n")
-    write(root / "test" / "seq.out", "O B-toloc I-toloc\n")
-    write(root / "intent_label.txt", "PAD\nUNK\natis_flight\n")
-    return root
-
-
-def test_jointbert_loads_and_normalizes_splits(tmp_path):
-    root = make_jointbert(tmp_path / "atis")
-    assert detect_format(root) == "jointbert"
-    dsd = load_source(DataSource(data_dir=str(root)))
-    assert list(dsd) == ["train", "validation", "test"]
-    first = dsd["train"][0]
-    # The trailing space of the first line does not produce an empty word.
-    assert first["words"] == ["show", "me", "flights", "to", "boston"]
-    assert first["text"] == "show me flights to boston"
-    assert first["tags"] == ["O", "O", "O", "O", "B-toloc"]
-    assert first["source"] == "atis"
-    assert dsd["train"][1]["sentence_label"] == "atis_flight#atis_airfare"
-    # No `label` file in test: the sentence label is None.
-    assert dsd["test"][0]["sentence_label"] is None
-    assert dsd["test"][0]["tags"] == ["O", "B-toloc", "I-toloc"]
-
-
-def test_loaders_can_be_called_directly(tmp_path):
-    make_jointbert(tmp_path / "atis")
-    write(tmp_path / "wnut" / "train.conll", "Paris\tB-location\n")
-    write(tmp_path / "sst" / "stsa.binary.train", "1 good\n")
-    assert load_jointbert(tmp_path / "atis")["train"]["source"] == ["atis", "atis"]
-    assert load_conll(tmp_path / "wnut", "ner")["train"]["source"] == ["ner"]
-    assert load_sst2(str(tmp_path / "sst"))["train"]["source"] == ["sst"]
-
-
-def test_jointbert_without_seq_out_has_no_tags(tmp_path):
-    write(tmp_path / "train" / "seq.in", "a b\n")
-    write(tmp_path / "train" / "label", "x\n")
-    dsd = load_source(DataSource(data_dir=str(tmp_path), data_format="jointbert"))
-    assert dsd["train"][0]["tags"] is None
-    assert dsd["train"][0]["sentence_label"] == "x"
-
-
-@pytest.mark.parametrize(
-    ("file", "content", "message"),
-    [
-        ("seq.out", "O O O O B-toloc\nO O\n", r"train/seq\.out:2: 2 tags for the 3 words on line 2 of .*seq\.in"),
-        ("seq.out", "O O O O B-toloc\nO O toloc\n", r"train/seq\.out:2: tag 'toloc' is not a BIO tag"),
-        ("seq.out", "O O O O B-toloc\n\n", r"train/seq\.out:2: empty line"),
-        ("seq.out", "O O O O B-toloc\n", r"train/seq\.out has 1 lines but .*train/seq\.in has 2: .*seq\.in:2 has"),
-        ("label", "atis_flight\natis_flight\nextra\n", r"train/label has 3 lines .* .*train/label:3 has no"),
-        ("label", "atis_flight\n \n", r"train/label:2: empty line"),
-        ("seq.in", "", r"train/seq\.in: empty file"),
-        ("seq.in", "show me\n\n", r"train/seq\.in:2: empty line"),
-    ],
-)
-def test_jointbert_errors_name_file_and_line(tmp_path, file, content, message):
-    root = make_jointbert(tmp_path / "atis")
-    write(root / "train" / file, content)
-    with pytest.raises(ValueError, match=message):
-        load_source(DataSource(data_dir=str(root)))
-
-
-def test_jointbert_checks_every_split_before_building(tmp_path):
-    root = make_jointbert(tmp_path / "atis")
-    write(root / "test" / "seq.out", "O B-toloc\n")
-    with pytest.raises(ValueError, match=r"test/seq\.out:1: 2 tags for the 3 words"):
-        load_source(DataSource(data_dir=str(root)))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# CoNLL
-
-
-def test_conll_blank_bom_and_tab_only_lines_end_sentences(tmp_path):
-    write(tmp_path / "train.conll", "@user\tO\nParis\tB-location\n\t\nNew\tB-location\nYork\tI-location\n\n\n")
-    write(tmp_path / "emerging.dev.conll", "hi\tO\n\ufeff\nthere\tO\n\ufeff\n")
-    write(tmp_path / "emerging.test.annotated", "-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\n")
-    assert detect_format(tmp_path) == "conll"
-    dsd = load_source(DataSource(data_dir=str(tmp_path), name="ner"))
-    assert dsd["train"]["words"] == [["@user", "Paris"], ["New", "York"]]
-    assert dsd["train"]["tags"] == [["O", "B-location"], ["B-location", "I-location"]]
-    assert dsd["train"]["sentence_label"] == [None, None]
-    assert dsd["validation"]["words"] == [["hi"], ["there"]]
-    # Space-separated columns: token first, tag last; -DOCSTART- is skipped.
-    assert dsd["test"]["words"] == [["EU", "rejects"]]
-    assert dsd["test"]["tags"] == [["B-ORG", "O"]]
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("a\tO\nlonely\n", r"train\.conll:2: expected 'token<TAB>tag'"),
-        ("a\tO\nb\tB_PER\n", r"train\.conll:2: tag 'B_PER' is not a BIO tag"),
-        ("a\tO\nb\t\n", r"train\.conll:2: expected 'token<TAB>tag'"),
-        ("\n\ufeff\n", r"train\.conll: no sentences"),
-    ],
-)
-def test_conll_errors_name_file_and_line(tmp_path, content, message):
-    write(tmp_path / "train.conll", content)
-    with pytest.raises(ValueError, match=message):
-        load_source(DataSource(data_dir=str(tmp_path), data_format="conll"))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# SST-2, CSV, JSON Lines
-
-
-def test_sst2_maps_label_ids_to_names(tmp_path):
-    write(tmp_path / "stsa.binary.train", "1 a fine , funny film\n0 it is n't good .\n")
-    write(tmp_path / "stsa.binary.dev", "0 dull\n")
-    write(tmp_path / "stsa.binary.phrases.train", "1 phrase\n")
-    write(tmp_path / "labels.txt", "negative\npositive\n")
-    assert detect_format(tmp_path) == "sst2"
-    dsd = load_source(DataSource(data_dir=str(tmp_path)))
-    assert list(dsd) == ["train", "validation"]
-    assert dsd["train"]["sentence_label"] == ["positive", "negative"]
-    assert dsd["train"][0]["text"] == "a fine , funny film"
-    assert dsd["train"][1]["words"] == ["it", "is", "n't", "good", "."]
-    assert dsd["train"]["tags"] == [None, None]
-
-
-def test_sst2_without_labels_file_keeps_ids(tmp_path):
-    write(tmp_path / "stsa.binary.train", "1 good\n")
-    assert load_source(DataSource(data_dir=str(tmp_path)))["train"]["sentence_label"] == ["1"]
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("1 good\n2 what\n", r"stsa\.binary\.train:2: label '2' is not a label id"),
-        ("1 good\n0\n", r"stsa\.binary\.train:2: expected '<label> <sentence>'"),
-    ],
-)
-def test_sst2_errors_name_file_and_line(tmp_path, content, message):
-    write(tmp_path / "labels.txt", "negative\npositive\n")
-    write(tmp_path / "stsa.binary.train", content)
-    with pytest.raises(ValueError, match=message):
-        load_source(DataSource(data_dir=str(tmp_path)))
-
-
-def test_csv_default_columns(tmp_path):
-    write(tmp_path / "train.csv", 'text,label\n"Hello, world!",greeting\nbye now,farewell\n')
-    write(tmp_path / "valid.csv", "text,label\nhi,greeting\n")
-    assert detect_format(tmp_path) == "csv"
-    dsd = load_source(DataSource(data_dir=str(tmp_path)))
-    assert dsd["train"][0] == {
-        "text": "Hello, world!",
-        "words": ["Hello", ",", "world", "!"],
-        "tags": None,
-        "sentence_label": "greeting",
-        "source": tmp_path.name,
-    }
-    assert dsd["validation"]["sentence_label"] == ["greeting"]
-
-
-def test_csv_missing_column_names_file_and_columns(tmp_path):
-    path = write(tmp_path / "train.csv", "sentence,intent\nhi,greet\n")
-    with pytest.raises(ValueError, match=rf"{path}: no text column 'text'; it has columns 'sentence', 'intent'"):
-        load_source(DataSource(data_dir=str(tmp_path)))
-    with pytest.raises(ValueError, match=r"train\.csv: no sentence label column 'label'; it has columns"):
-        load_source(DataSource(data_dir=str(tmp_path), text_column="sentence"))
-    dsd = load_source(DataSource(data_dir=str(tmp_path), text_column="sentence", sentence_label_column="intent"))
-    assert dsd["train"]["sentence_label"] == ["greet"]
-
-
-def test_jsonl_text_and_token_columns(tmp_path):
-    rows = [{"text": "good film", "label": 1}, {"text": "bad", "label": 0}]
-    write(tmp_path / "train.jsonl", "\n".join(json.dumps(row) for row in rows) + "\n")
-    assert detect_format(tmp_path) == "jsonl"
-    dsd = load_source(DataSource(data_dir=str(tmp_path)))
-    assert dsd["train"]["sentence_label"] == ["1", "0"]
-    assert dsd["train"]["words"] == [["good", "film"], ["bad"]]
-
-    ner = tmp_path / "ner"
-    write(ner / "train.jsonl", json.dumps({"tokens": ["New", "York"], "ner": ["B-LOC", "I-LOC"]}) + "\n")
-    dsd = load_source(DataSource(data_dir=str(ner), tokens_column="tokens", tags_column="ner"))
-    assert dsd["train"][0]["text"] == "New York"
-    assert dsd["train"][0]["tags"] == ["B-LOC", "I-LOC"]
-    assert dsd["train"][0]["sentence_label"] is None
-
-
-def test_jsonl_row_without_text_is_an_error(tmp_path):
-    write(tmp_path / "train.jsonl", '{"text": "a", "label": 1}\n{"label": 0}\n')
-    with pytest.raises(ValueError, match=r"train\.jsonl:2: column 'text' must hold a string, got None"):
-        load_source(DataSource(data_dir=str(tmp_path)))
-
-
-def test_jsonl_errors_name_file_and_line(tmp_path):
-    write(tmp_path / "train.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": \n')
-    with pytest.raises(ValueError, match=r"train\.jsonl:2: not valid JSON"):
-        load_source(DataSource(data_dir=str(tmp_path)))
-    write(tmp_path / "train.jsonl", '{"tokens": ["a", "b"], "ner": ["O"]}\n')
-    with pytest.raises(ValueError, match=r"train\.jsonl:1: 1 tags for 2 words"):
-        load_source(DataSource(data_dir=str(tmp_path), tokens_column="tokens", tags_column="ner"))
-
-
-def test_column_options_rejected_for_fixed_formats(tmp_path):
-    make_jointbert(tmp_path)
-    with pytest.raises(ValueError, match="Column options only apply to csv, jsonl and Hub sources"):
-        load_source(DataSource(data_dir=str(tmp_path), text_column="text"))
-
-
-def test_detect_format_errors(tmp_path):
-    write(tmp_path / "notes.md", "hello\n")
-    with pytest.raises(ValueError, match=r"Cannot detect the data format .*<split>/seq\.in.*found notes\.md"):
-        detect_format(tmp_path)
-    write(tmp_path / "train.csv", "text,label\n")
-    write(tmp_path / "train.jsonl", "{}\n")
-    with pytest.raises(ValueError, match="several formats"):
-        detect_format(tmp_path)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        detect_format(tmp_path / "missing")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Hub-style DatasetDicts (built in memory)
-
-
-def test_standardize_converts_class_labels():
-    labels = ClassLabel(names=["neg", "pos"])
-    sentiment = Dataset.from_dict(
-        {"sentence": ["good film", "bad", "unlabelled"], "label": [1, 0, -1], "idx": [0, 1, 2]},
-        features=Features({"sentence": Value("string"), "label": labels, "idx": Value("int32")}),
-    )
-    raw = DatasetDict({"train": sentiment, "dev": sentiment.select([0]), "unsupervised": sentiment})
-    dsd = standardize_dataset_dict(raw, DataSource(dataset_name="toy/sentiment", text_column="sentence"))
-    assert list(dsd) == ["train", "validation"]
-    assert dsd["train"]["sentence_label"] == ["pos", "neg", None]
-    assert dsd["train"]["words"] == [["good", "film"], ["bad"], ["unlabelled"]]
-    assert dsd["train"]["source"] == ["toy/sentiment"] * 3
-    assert dsd["train"].features == FEATURES
-
-    tags = ClassLabel(names=["O", "B-PER", "I-PER"])
-    ner = Dataset.from_dict(
-        {"tokens": [["John", "Smith", "runs"]], "ner_tags": [[1, 2, 0]]},
-        features=Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(tags)}),
-    )
-    source = DataSource(dataset_name="toy/ner", tokens_column="tokens", tags_column="ner_tags")
-    example = standardize_dataset_dict(DatasetDict({"train": ner}), source)["train"][0]
-    assert example == {
-        "text": "John Smith runs",
-        "words": ["John", "Smith", "runs"],
-        "tags": ["B-PER", "I-PER", "O"],
-        "sentence_label": None,
-        "source": "toy/ner",
-    }
-
-
-def test_standardize_errors_name_split_and_row():
-    ner = Dataset.from_dict({"tokens": [["a"], ["b", "c"]], "tags": [["O"], ["O"]]})
-    source = DataSource(dataset_name="toy", tokens_column="tokens", tags_column="tags")
-    with pytest.raises(ValueError, match="source 'toy' split 'train' row 2: 1 tags for 2 words"):
-        standardize_dataset_dict(DatasetDict({"train": ner}), source)
-    bad_id = Dataset.from_dict(
-        {"tokens": [["a"]], "tags": [[-1]]},
-        features=Features({"tokens": Sequence(Value("string")), "tags": Sequence(ClassLabel(names=["O"]))}),
-    )
-    with pytest.raises(ValueError, match="split 'test' row 1: missing tag or invalid tag id in column 'tags'"):
-        standardize_dataset_dict(DatasetDict({"train": ner.select([0]), "test": bad_id}), source)
-    with pytest.raises(ValueError, match="split 'train': no tokens column 'words'; it has columns 'tokens', 'tags'"):
-        standardize_dataset_dict(DatasetDict({"train": ner}), DataSource(dataset_name="toy", tokens_column="words"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

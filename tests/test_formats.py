@@ -1,5 +1,6 @@
-"""The span-format table (modeling_mtl/formats/__init__.py): detection, splits by file name, and loading through
-DataSource / load_source like every other format."""
+"""The format table (modeling_mtl/formats/__init__.py): every format's row, detection (span formats by file content,
+word formats by folder shape), splits by file name, loading through DataSource / load_source, and the readers'
+names kept in `modeling_mtl.data` / `modeling_mtl.data_formats`."""
 
 import json
 import shutil
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from modeling_mtl.data import DataSource, build_label_maps, load_source
-from modeling_mtl.formats import SPAN_FORMATS, detect_span_format
+from conftest import make_jointbert, write
+from modeling_mtl.data import DataSource, build_label_maps, load_conll, load_jointbert, load_source, load_sst2
+from modeling_mtl.formats import FORMATS, SPAN_FORMATS, WORD_FORMATS, detect_format, detect_span_format
 
 FIXTURES = Path(__file__).parent / "fixtures" / "span_formats"
 
@@ -118,3 +120,49 @@ def test_a_rasa_nlu_folder_is_detected_and_roles_become_part_of_the_tag(tmp_path
     assert raw["train"][0]["tags"] == ["O", "O", "O", "B-fromloc.city_name", "O", "B-toloc.city_name"]
     assert raw["train"][1]["words"][5:7] == ["NYC", "😀"] and raw["train"][1]["tags"][5] == "B-city_name"
     assert raw["train"][2]["tags"] == ["O", "O", "B-fromloc.city_name", "O"]  # role written into the entity name
+
+
+def test_loaders_can_be_called_directly(tmp_path):
+    make_jointbert(tmp_path / "atis")
+    write(tmp_path / "wnut" / "train.conll", "Paris\tB-location\n")
+    write(tmp_path / "sst" / "stsa.binary.train", "1 good\n")
+    assert load_jointbert(tmp_path / "atis")["train"]["source"] == ["atis", "atis"]
+    assert load_conll(tmp_path / "wnut", "ner")["train"]["source"] == ["ner"]
+    assert load_sst2(str(tmp_path / "sst"))["train"]["source"] == ["sst"]
+
+
+def test_column_options_rejected_for_fixed_formats(tmp_path):
+    make_jointbert(tmp_path)
+    with pytest.raises(ValueError, match="Column options only apply to csv, jsonl and Hub sources"):
+        load_source(DataSource(data_dir=str(tmp_path), text_column="text"))
+
+
+def test_detect_format_errors(tmp_path):
+    write(tmp_path / "notes.md", "hello\n")
+    with pytest.raises(ValueError, match=r"Cannot detect the data format .*<split>/seq\.in.*found notes\.md"):
+        detect_format(tmp_path)
+    write(tmp_path / "train.csv", "text,label\n")
+    write(tmp_path / "train.jsonl", "{}\n")
+    with pytest.raises(ValueError, match="several formats"):
+        detect_format(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        detect_format(tmp_path / "missing")
+
+
+def test_every_format_has_one_row_and_the_error_lists_what_detection_looks_for(tmp_path):
+    assert set(WORD_FORMATS) == {"jointbert", "conll", "sst2", "csv", "jsonl"}
+    assert set(FORMATS) == set(WORD_FORMATS) | set(SPAN_FORMATS)
+    for name in FORMATS:
+        assert DataSource(data_dir=str(tmp_path), data_format=name).data_format == name
+    write(tmp_path / "notes.md", "hello\n")
+    with pytest.raises(ValueError, match="Cannot detect") as error:
+        detect_format(tmp_path)
+    for looked_for in ("<split>/seq.in", "stsa.binary.<split>", "*.csv", "*.jsonl", "*.conll", *SPAN_FORMATS, ".yml"):
+        assert looked_for in str(error.value), looked_for
+
+
+def test_the_old_data_formats_module_keeps_its_names():
+    from modeling_mtl import data_formats
+
+    assert data_formats.load_jointbert is load_jointbert and data_formats.detect_format is detect_format
+    assert set(data_formats.TABULAR_FORMATS) == {"csv", "jsonl"} and "jointbert" in data_formats.FORMATS

@@ -1,32 +1,124 @@
-"""Span-annotated data: one module per annotation tool's export, in one table (`SPAN_FORMATS`).
+"""Every local data format, one module each, in one table (`FORMATS`), with folder detection and loading.
 
-Each module holds `NAME`, `SUFFIXES` (the file names it reads), `detect(path) -> bool` (a look at one file's
-content) and `read(path, report) -> list[SpanRecord]` (texts, character spans, sentence labels, and where each comes
-from). `spans.records_to_columns` turns the records into the canonical columns (words from `split_words`, IOB2
-tags), counting every change and skipped item in one `ConversionReport`, which is logged per source.
+Word formats (`jointbert`, `conll`, `sst2`, `tabular` for csv and jsonl) hold words with tags, or texts with labels;
+each module has `NAME` (or `NAMES`), `DETECTION` (what detection looks for, listed when nothing matches),
+`found_in(root)` and `load(...) -> DatasetDict`. `columns` maps the column options of csv, jsonl and Hub sources.
 
-A folder's files are split by name as for the other formats (train / dev / valid / validation / test); a folder
-holding one file whose name names no split gives the train split. A file in which no record has an entity span
-(a classification export) feeds the sentence head only: its tags are None, not all "O".
+Span formats (annotation-tool exports: `label_studio`, `doccano`, `prodigy`, `rasa`) hold texts with character spans;
+each module has `NAME`, `SUFFIXES` (the file names it reads), `detect(path) -> bool` (a look at one file's content)
+and `read(path, report) -> list[SpanRecord]` (texts, spans, sentence labels, and where each comes from), and those
+that can be written a `write` (`formats.export`). `spans.records_to_columns` turns the records into the canonical
+columns (words from `split_words`, IOB2 tags), counting every change and skipped item in one `ConversionReport`,
+which is logged per source. A span folder's files are split by name as for the other formats (train / dev / valid /
+validation / test); a folder holding one file whose name names no split gives the train split. A file in which no
+record has an entity span (a classification export) feeds the sentence head only: its tags are None, not all "O".
 
-Adding a tool is one module here and one entry in `SPAN_FORMATS`.
+Adding a format is one module here and one row in `FORMATS`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datasets import Dataset, DatasetDict
 
-from ..data_formats import FEATURES, SPLITS, folder_name, normalize_split_name
 from ..spans import ConversionReport, records_to_columns
-from . import doccano, label_studio, prodigy, rasa
+from . import conll, doccano, jointbert, label_studio, prodigy, rasa, sst2, tabular
+from .common import FEATURES, SPLITS, files_in, folder_name, normalize_split_name, require_dir
+
+if TYPE_CHECKING:
+    from ..data import DataSource
 
 logger = logging.getLogger(__name__)
 
-# Detection tries them in this order: the most specific shapes first (Doccano's is the loosest).
+# Span-format detection tries them in this order: the most specific shapes first (Doccano's is the loosest).
 SPAN_FORMATS = {module.NAME: module for module in (label_studio, prodigy, rasa, doccano)}
+
+
+@dataclass(frozen=True)
+class DataFormat:
+    """One row of `FORMATS`: how a folder of this format is recognised and read."""
+
+    name: str
+    found_in: Callable[[Path], bool]
+    """Whether a folder holds this format (word formats; span formats are detected file by file)."""
+    load: Callable[[DataSource, ConversionReport | None], DatasetDict]
+    """The source's folder in the canonical schema."""
+    column_options: bool = False
+    """Whether `text_column`, `tokens_column`, `sentence_label_column`, `tags_column` apply."""
+    last_resort: bool = False
+    """Detected only when no other word format matches (CoNLL's shape is loose)."""
+
+
+def _span_format(name: str) -> DataFormat:
+    def load(source: DataSource, report: ConversionReport | None) -> DatasetDict:
+        return load_span_format(source.data_dir, name, source.name, edge_policy=source.edge_policy,
+                                overlap_policy=source.overlap_policy, report=report)
+
+    return DataFormat(name, lambda root: detect_span_format(root) == name, load)
+
+
+def _tabular_format(name: str) -> DataFormat:
+    return DataFormat(name, lambda root: tabular.found_in(root, name),
+                      lambda source, report: tabular.load(source.data_dir, name, source), column_options=True)
+
+
+FORMATS: dict[str, DataFormat] = {row.name: row for row in (
+    DataFormat(jointbert.NAME, jointbert.found_in, lambda source, report: jointbert.load(source.data_dir, source.name)),
+    DataFormat(sst2.NAME, sst2.found_in, lambda source, report: sst2.load(source.data_dir, source.name)),
+    *(_tabular_format(name) for name in tabular.NAMES),
+    DataFormat(conll.NAME, conll.found_in, lambda source, report: conll.load(source.data_dir, source.name),
+               last_resort=True),
+    *(_span_format(name) for name in SPAN_FORMATS),
+)}
+"""Every local format by name: the word formats, then the span formats (`SPAN_FORMATS`)."""
+
+WORD_FORMATS = tuple(name for name in FORMATS if name not in SPAN_FORMATS)
+"""The formats of words with tags or texts with labels: jointbert, sst2, csv, jsonl, conll."""
+
+
+def detect_format(data_dir: str | Path) -> str:
+    """The format of a local data folder, a key of `FORMATS`.
+
+    Span formats first (every span-annotated file must agree, `detect_span_format`), then the word formats:
+    "jointbert" (`<split>/seq.in` sub-folders), "sst2" (`stsa.binary.<split>` files), "csv" (`*.csv` files),
+    "jsonl" (`*.jsonl` files), and only when none of those matches "conll" (files whose names contain
+    train/dev/valid/test and whose first token line is CoNLL columns, tag last: `conll.looks_like_conll`).
+
+    Raises:
+        FileNotFoundError: if `data_dir` is not a folder.
+        ValueError: if no format or several formats match.
+    """
+    root = require_dir(data_dir)
+    span_format = detect_span_format(root)
+    if span_format is not None:
+        return span_format
+    word_formats = [FORMATS[name] for name in WORD_FORMATS]
+    found = [row.name for row in word_formats if not row.last_resort and row.found_in(root)]
+    found = found or [row.name for row in word_formats if row.last_resort and row.found_in(root)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(f"{root} matches several formats ({', '.join(found)}); set data_format.")
+    listing = ", ".join(p.name + ("/" if p.is_dir() else "") for p in sorted(root.iterdir())) or "nothing"
+    looked_for = [jointbert.DETECTION, sst2.DETECTION, tabular.DETECTION, conll.DETECTION,
+                  "annotation-tool exports (" + ", ".join(f"{name}: {', '.join(module.SUFFIXES)}"
+                                                  for name, module in SPAN_FORMATS.items()) + ")"]
+    raise ValueError(f"Cannot detect the data format of {root}. Looked for {', '.join(looked_for)}; found {listing}.")
+
+
+def load_folder(source: DataSource, data_format: str, report: ConversionReport | None = None) -> DatasetDict:
+    """Read the folder of `source` as `data_format` (a key of `FORMATS`) into the canonical schema; `report`
+    receives the span conversion counts of a span format."""
+    row = FORMATS[data_format]
+    if source.has_column_options and not row.column_options:
+        raise ValueError(f"Column options only apply to csv, jsonl and Hub sources, not to {source.data_dir} "
+                         f"({data_format}): its fields are fixed.")
+    return row.load(source, report)
 
 
 def _split_of(path: Path) -> str | None:
@@ -38,7 +130,7 @@ def _split_of(path: Path) -> str | None:
 
 def _candidate_files(root: Path, module=None) -> list[Path]:
     suffixes = module.SUFFIXES if module is not None else {s for m in SPAN_FORMATS.values() for s in m.SUFFIXES}
-    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+    return [path for path in files_in(root) if path.suffix.lower() in suffixes]
 
 
 def detect_span_format(data_dir: str | Path) -> str | None:
@@ -100,4 +192,5 @@ def load_span_format(data_dir: str | Path, data_format: str, source_name: str | 
     return DatasetDict({split: splits[split] for split in SPLITS if split in splits})
 
 
-__all__ = ["SPAN_FORMATS", "detect_span_format", "load_span_format"]
+__all__ = ["FORMATS", "SPAN_FORMATS", "WORD_FORMATS", "DataFormat", "detect_format", "detect_span_format", "load_folder",
+           "load_span_format"]

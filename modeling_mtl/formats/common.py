@@ -1,11 +1,117 @@
-"""What the span-format readers share: reading a UTF-8 file, JSON and JSON Lines with errors that name the file and
-line, and the one-value checks (one label per span, one class per text) whose failures name the record."""
+"""What the format readers share: the canonical schema (`FEATURES`, `SPLITS`), split names from folder and file
+names, reading UTF-8 text, lines, JSON and JSON Lines with errors that name the file and line, the BIO tag check,
+building the canonical splits, and the one-value checks of the span formats (one label per span, one class per
+text) whose failures name the record."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import datasets
+from datasets import Dataset, DatasetDict, Features, Value
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+"""Canonical split names, in order."""
+
+FEATURES = Features(
+    {
+        "text": Value("string"),
+        "words": datasets.Sequence(Value("string")),
+        "tags": datasets.Sequence(Value("string")),
+        "sentence_label": Value("string"),
+        "source": Value("string"),
+    }
+)
+"""Features of the canonical example schema."""
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
+# Substrings of a file name that give its split (`wnut17train.conll`, `emerging.dev.conll`, `sst_valid.csv`).
+SPLIT_KEYWORDS = {"train": "train", "dev": "validation", "valid": "validation", "test": "test"}
+BIO_TAG = re.compile(r"O|[BI]-\S+")
+
+
+def normalize_split_name(name: str) -> str | None:
+    """Map a split name (`train`, `dev`, `valid`, `validation`, `test`, ...) to one of `SPLITS`, or None."""
+    return SPLIT_ALIASES.get(name.strip().lower())
+
+
+def split_from_filename(path: Path) -> str | None:
+    """The split a file name refers to (`wnut17train.conll` -> train), or None; ambiguous names are an error."""
+    lowered = path.name.lower()
+    splits = {split for keyword, split in SPLIT_KEYWORDS.items() if keyword in lowered}
+    if len(splits) > 1:
+        raise ValueError(f"{path}: the file name matches several splits ({', '.join(sorted(splits))}); rename it.")
+    return splits.pop() if splits else None
+
+
+def assign_split(files: dict[str, Path], split: str, path: Path) -> None:
+    if split in files:
+        raise ValueError(f"Both {files[split]} and {path} hold the {split} split; keep one.")
+    files[split] = path
+
+
+def folder_name(data_dir: str | Path) -> str:
+    """A data folder's name (the default name of its source)."""
+    return Path(os.path.abspath(data_dir)).name
+
+
+def require_dir(data_dir: str | Path) -> Path:
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Data folder {root} does not exist or is not a folder.")
+    return root
+
+
+def files_in(root: Path) -> list[Path]:
+    """The files of a folder (not hidden ones), sorted by name."""
+    return sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def split_files(root: Path, candidates: Iterable[Path], split_of: Callable[[Path], str | None]) -> dict[str, Path]:
+    """Candidate files by split; files that name no split are skipped with a warning."""
+    files: dict[str, Path] = {}
+    for path in candidates:
+        split = split_of(path)
+        if split is None:
+            logger.warning("Skipping %s: its name does not say whether it is train, validation or test.", path)
+            continue
+        assign_split(files, split, path)
+    if not files:
+        raise ValueError(f"No train/validation/test files found in {root}.")
+    return files
+
+
+def dataset_dict(columns_by_split: Mapping[str, Mapping[str, list]], source_name: str) -> DatasetDict:
+    """Canonical-schema splits (in `SPLITS` order) from their columns; `source` is filled with `source_name`."""
+    out = {}
+    for split in SPLITS:
+        if split in columns_by_split:
+            columns = dict(columns_by_split[split])
+            columns["source"] = [source_name] * len(columns["text"])
+            out[split] = Dataset.from_dict(columns, features=FEATURES)
+    return DatasetDict(out)
+
+
+def check_bio(tag: str, where: str) -> None:
+    if not BIO_TAG.fullmatch(tag):
+        raise ValueError(f"{where}: tag {tag!r} is not a BIO tag (expected 'O', 'B-<type>' or 'I-<type>').")
 
 
 def read_text(path: Path) -> str:
@@ -21,6 +127,14 @@ def read_text(path: Path) -> str:
             f"{path}:{line}: not valid UTF-8 (byte {data[error.start]:#04x} at column {error.start - line_start + 1}); "
             "save the file as UTF-8."
         ) from None
+
+
+def read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 file (leading byte-order mark, line ends and one final newline removed)."""
+    lines = read_text(path).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
 
 
 def read_json_records(path: Path, record_name: str = "record") -> list[tuple[str, Any]]:

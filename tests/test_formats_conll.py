@@ -1,17 +1,15 @@
-"""Tests for `modeling_mtl.data_formats`: classic CoNLL files (CoNLL-2003 columns, `-DOCSTART-`, IOB1 tags).
-
-The other formats and the general CoNLL reader are covered in tests/test_data.py (JointBERT and SST-2 detection
-included).
-"""
+"""Tests for `modeling_mtl.formats.conll`: WNUT-17-style `token<TAB>tag` files and classic CoNLL-2003 files (space-
+separated columns, `-DOCSTART-`, IOB1 tags)."""
 
 import logging
 
 import pytest
 
+from conftest import write
 from modeling_mtl.data import DataSource, load_source
-from modeling_mtl.data_formats import detect_format
+from modeling_mtl.formats import detect_format
 
-LOGGER = "modeling_mtl.data_formats"
+LOGGER = "modeling_mtl.formats.conll"
 
 # CoNLL-2003's layout: `token POS chunk tag`, a -DOCSTART- line and a blank line first, blank lines between sentences.
 CLASSIC = {
@@ -31,12 +29,6 @@ EXPECTED = {
     "validation": ([["CRICKET", "-", "LEICESTERSHIRE"]], [["O", "O", "B-ORG"]]),
     "test": ([["SOCCER"], ["Japan"]], [["O"], ["B-LOC"]]),
 }
-
-
-def write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def write_classic(root, names=None, separator=" "):
@@ -129,3 +121,33 @@ def test_classic_errors_name_file_and_line(tmp_path, content, message):
     assert detect_format(tmp_path) == "conll"
     with pytest.raises(ValueError, match=message):
         load_source(DataSource(data_dir=str(tmp_path)))
+
+
+def test_conll_blank_bom_and_tab_only_lines_end_sentences(tmp_path):
+    write(tmp_path / "train.conll", "@user\tO\nParis\tB-location\n\t\nNew\tB-location\nYork\tI-location\n\n\n")
+    write(tmp_path / "emerging.dev.conll", "hi\tO\n\ufeff\nthere\tO\n\ufeff\n")
+    write(tmp_path / "emerging.test.annotated", "-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\n")
+    assert detect_format(tmp_path) == "conll"
+    dsd = load_source(DataSource(data_dir=str(tmp_path), name="ner"))
+    assert dsd["train"]["words"] == [["@user", "Paris"], ["New", "York"]]
+    assert dsd["train"]["tags"] == [["O", "B-location"], ["B-location", "I-location"]]
+    assert dsd["train"]["sentence_label"] == [None, None]
+    assert dsd["validation"]["words"] == [["hi"], ["there"]]
+    # Space-separated columns: token first, tag last; -DOCSTART- is skipped.
+    assert dsd["test"]["words"] == [["EU", "rejects"]]
+    assert dsd["test"]["tags"] == [["B-ORG", "O"]]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a\tO\nlonely\n", r"train\.conll:2: expected 'token<TAB>tag'"),
+        ("a\tO\nb\tB_PER\n", r"train\.conll:2: tag 'B_PER' is not a BIO tag"),
+        ("a\tO\nb\t\n", r"train\.conll:2: expected 'token<TAB>tag'"),
+        ("\n\ufeff\n", r"train\.conll: no sentences"),
+    ],
+)
+def test_conll_errors_name_file_and_line(tmp_path, content, message):
+    write(tmp_path / "train.conll", content)
+    with pytest.raises(ValueError, match=message):
+        load_source(DataSource(data_dir=str(tmp_path), data_format="conll"))
