@@ -1,0 +1,54 @@
+"""Tests for `modeling_mtl.calibration`: temperature fitting on synthetic logits of a known temperature, ECE and its
+bins on hand-computed cases."""
+
+import pytest
+import torch
+
+from modeling_mtl.calibration import calibration_figures, expected_calibration_error, fit_temperature, reliability_bins
+
+
+def sampled(temperature, n=20000, classes=6, seed=0):
+    """Logits and labels drawn from softmax(logits / temperature): a model over-confident by `temperature`."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, classes, generator=generator) * 4
+    labels = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator).squeeze(1)
+    return logits, labels
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.5])
+def test_a_known_temperature_is_recovered_within_5_percent(temperature):
+    logits, labels = sampled(temperature)
+    assert fit_temperature(logits, labels) == pytest.approx(temperature, rel=0.05)
+
+
+def test_calibrating_lowers_ece_and_nll_of_an_over_confident_model():
+    logits, labels = sampled(2.5, seed=1)
+    temperature = fit_temperature(*sampled(2.5, seed=2))  # fitted on other data, as on dev
+    figures = calibration_figures(logits, labels, temperature)
+    assert figures["ece"] > 0.1 and figures["ece_calibrated"] < 0.02
+    assert figures["nll_calibrated"] < figures["nll"]
+
+
+def test_unlabelled_rows_are_left_out():
+    logits, labels = sampled(2.0, n=4000)
+    with_missing = torch.cat([labels[:2000], torch.full((2000,), -100)])
+    assert fit_temperature(logits, with_missing) == pytest.approx(fit_temperature(logits[:2000], labels[:2000]))
+    assert calibration_figures(logits, with_missing, 2.0)["examples"] == 2000
+    assert fit_temperature(logits[:3], torch.full((3,), -100)) == 1.0
+
+
+def test_ece_and_bins_on_a_hand_computed_case():
+    # Ten examples at confidence 0.9, half of them right (gap 0.4); ten at 0.45, all right (gap 0.55): ECE 0.475.
+    probs = torch.tensor([[0.9, 0.05, 0.05]] * 10 + [[0.45, 0.3, 0.25]] * 10)
+    labels = torch.tensor([0] * 5 + [1] * 5 + [0] * 10)
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.5 * 0.4 + 0.5 * 0.55)
+    bins = reliability_bins(probs, labels)
+    assert len(bins) == 15 and sum(row["count"] for row in bins) == 20
+    full = [row for row in bins if row["count"]]
+    assert [(row["count"], row["accuracy"]) for row in full] == [(10, 1.0), (10, 0.5)]
+    assert full[0]["lo"] < 0.45 <= full[0]["hi"] and full[1]["lo"] < 0.9 <= full[1]["hi"]
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match=r"expected logits \[n, classes\] and labels \[n\]"):
+        fit_temperature(torch.zeros(4, 3), torch.zeros(5, dtype=torch.long))
