@@ -84,6 +84,8 @@ def build_parser():
     predict.add_argument("--aggregation_strategy", choices=AGGREGATION_STRATEGIES, default="first",
                          help="how a word's tag comes from its sub-tokens (default first)")
     predict.add_argument("--return_embedding", action="store_true", help="add the sentence embedding")
+    predict.add_argument("--top_k", type=int, default=None,
+                         help="add intent_ranking: the N best sentence labels with their scores")
     predict.add_argument("--output-format", "--output_format", dest="output_format", default="jsonl",
                          choices=("jsonl", "label-studio", "doccano", "rasa"),
                          help="jsonl (default): one JSON line per text, streamed; label-studio: tasks with "
@@ -300,7 +302,7 @@ def run_predict(args, stdin, stdout):
     def lines_of(model, chunk):
         results = model.predict(
             chunk, batch_size=args.batch_size, return_embeddings=args.return_embedding,
-            aggregation_strategy=args.aggregation_strategy,
+            aggregation_strategy=args.aggregation_strategy, top_k=args.top_k,
         )
         return [json.dumps({"text": text, **result}, ensure_ascii=False) for text, result in zip(chunk, results)]
 
@@ -524,6 +526,7 @@ def main(argv=None, stdin=None, stdout=None):
             run_inspect_data(args, stdout)
             return 0
         check_positive("--batch_size", getattr(args, "batch_size", None))
+        check_positive("--top_k", getattr(args, "top_k", None))
         check_model_argument(args.model)
         check_onnx_options(args)
         if args.command == "export-onnx":

@@ -99,6 +99,18 @@ def _check_bio(labels: list[str]) -> None:
             )
 
 
+def _check_rejection(config) -> None:
+    temperature = config.sentence_temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise ValueError(f"`sentence_temperature` must be a positive number, got {temperature!r}")
+    for name in ("reject_threshold", "ambiguity_margin"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
+            raise ValueError(f"`{name}` must be a score in [0, 1] or None, got {value!r}")
+    if not isinstance(config.out_of_scope_label, str) or not config.out_of_scope_label.strip():
+        raise ValueError(f"`out_of_scope_label` must be a non-empty string, got {config.out_of_scope_label!r}")
+
+
 class MultiTaskConfig(PreTrainedConfig):
     r"""
     Configuration of a [`MultiTaskModel`]: a shared transformer encoder, a pooled sentence embedding, a sentence
@@ -139,6 +151,18 @@ class MultiTaskConfig(PreTrainedConfig):
             Longest input in tokens; longer inputs are truncated (with a warning).
         encoder_name_or_path (`str`, *optional*):
             Hub id or folder the encoder weights came from (the model card's `base_model`).
+        sentence_temperature (`float`, *optional*, defaults to 1.0):
+            The sentence scores of `predict`, the `multitask` pipeline and the ONNX runtime are
+            `softmax(sentence_logits / sentence_temperature)`. `train_mtl.py` fits it on the validation split so
+            that the scores are calibrated (`calibration.fit_temperature`); the logits `forward` returns, the
+            training loss and the predicted labels do not change.
+        reject_threshold (`float`, *optional*):
+            When set, a text whose best sentence score (after the temperature) is below it is answered
+            `out_of_scope_label`; its entities are still returned.
+        ambiguity_margin (`float`, *optional*):
+            When set, a text whose two best sentence scores are closer than this is answered `out_of_scope_label`.
+        out_of_scope_label (`str`, *optional*, defaults to `"out_of_scope"`):
+            The label of a rejected text (it may be one of `sentence_labels`, for data that trains it as a class).
     """
 
     model_type = MODEL_TYPE
@@ -156,6 +180,10 @@ class MultiTaskConfig(PreTrainedConfig):
     sentence_label_separator: str | None = None
     max_seq_length: int = 256
     encoder_name_or_path: str | None = None
+    sentence_temperature: float = 1.0
+    reject_threshold: float | None = None
+    ambiguity_margin: float | None = None
+    out_of_scope_label: str = "out_of_scope"
     auto_map: dict | None = None
     custom_pipelines: dict | None = None
 
@@ -180,6 +208,7 @@ class MultiTaskConfig(PreTrainedConfig):
         for name in ("sentence_loss_weight", "token_loss_weight"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        _check_rejection(self)
         if int(self.max_seq_length) < 2:
             raise ValueError(f"`max_seq_length` must be at least 2, got {self.max_seq_length}")
         encoder_positions = getattr(self.encoder_config, "max_position_embeddings", None)

@@ -196,6 +196,13 @@ def check_aggregation_strategy(aggregation_strategy):
     return name
 
 
+def check_top_k(top_k):
+    """`top_k` as given (None, or a positive int: how many sentence labels `intent_ranking` lists), or an error."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k is {top_k!r}; give a positive integer (or None for no intent_ranking)")
+    return top_k
+
+
 def prepare_text(item):
     """`(text, words, offsets)` for a string (split with `split_words`) or a pre-split word list (joined with single
     spaces); `offsets[i]` is `(start, end)` of `words[i]` in `text`."""

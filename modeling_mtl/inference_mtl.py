@@ -6,7 +6,8 @@ calls (tokenising, reading word tags from sub-tokens, building a result).
 code and differ only in the network. A class that uses it has `config` (a `MultiTaskConfig`), `tokenizer`, `device`,
 `training`, `eval()` / `train(mode)`, and two methods of its own:
 
-- `score_batch(inputs)`: `{"sentence_probs", "token_probs", "sentence_embedding"}` for a tokenised batch (CPU, float);
+- `logits_batch(inputs)`: `{"sentence_logits", "token_logits", "sentence_embedding"}` for a tokenised batch (CPU,
+  float), which `score_batch` turns into probabilities (the sentence head's with `config.sentence_temperature`);
 - `embed_batch(inputs, normalize)`: the sentence embeddings of a tokenised batch, L2-normalised when `normalize`.
 
 This file is copied into every saved model folder (the model code imports it), so it imports only `torch`,
@@ -23,6 +24,7 @@ from .decoding_mtl import (
     bio_viterbi_batch,
     check_aggregation_strategy,
     check_texts,
+    check_top_k,
     longest_first_batches,
     prepare_text,
 )
@@ -31,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class MultiTaskInference:
-    """`encode`, `predict` and their building blocks, over a subclass's `score_batch` and `embed_batch`."""
+    """`encode`, `predict` and their building blocks, over a subclass's `logits_batch` and `embed_batch`."""
 
     def require_tokenizer(self):
         """The model's tokenizer, or a ValueError that says how to set one."""
@@ -99,7 +101,7 @@ class MultiTaskInference:
         return embeddings.float().cpu().numpy()
 
     @torch.inference_mode()
-    def predict(self, texts, batch_size=32, return_embeddings=False, aggregation_strategy="first"):
+    def predict(self, texts, batch_size=32, return_embeddings=False, aggregation_strategy="first", top_k=None):
         """Sentence label and entities for each text, from one encoder pass.
 
         `texts` is a list (or another sequence, e.g. a `datasets` column) of strings (split into words by
@@ -107,6 +109,13 @@ class MultiTaskInference:
         `{"label": str, "score": float, "entities": [{"entity_group", "score", "word", "start", "end"}]}` with
         `text[start:end] == word` (and `"embedding"` with `return_embeddings=True`). Words beyond
         `config.max_seq_length` tokens get no tag (a warning says how many).
+
+        Sentence scores are `softmax(logits / config.sentence_temperature)` (calibrated when training fitted the
+        temperature). `top_k=N` adds `"intent_ranking"`: the N best sentence labels, `[{"label", "score"}]`, highest
+        first. With `config.reject_threshold` (best score below it) or `config.ambiguity_margin` (two best scores
+        closer than it), a rejected text gets `"label": config.out_of_scope_label` and `"rejected_label"` (the best
+        label); `"score"` stays the best label's score, the ranking lists the labels as scored, and the entities
+        are returned as for any text.
 
         `aggregation_strategy` says how a word's tag comes from its sub-tokens, as in the token-classification
         pipeline: `"first"` (the first sub-token's prediction), `"average"` (the mean of the sub-tokens'
@@ -116,6 +125,7 @@ class MultiTaskInference:
         """
         texts = check_texts(texts, allow_words=True)
         strategy = self.check_aggregation_strategy(aggregation_strategy)
+        top_k = check_top_k(top_k)
         prepared = [self.prepare_text(item) for item in texts]
         results = [None] * len(prepared)
         untagged_words = 0
@@ -142,6 +152,7 @@ class MultiTaskInference:
                     scores["sentence_probs"][row],
                     strategy,
                     embedding=scores["sentence_embedding"][row] if return_embeddings else None,
+                    top_k=top_k,
                 )
                 untagged_words += untagged
         self.train(was_training)
@@ -156,7 +167,19 @@ class MultiTaskInference:
     # this module and reaches them through the model.
     check_aggregation_strategy = staticmethod(check_aggregation_strategy)
     check_inputs = staticmethod(check_texts)
+    check_top_k = staticmethod(check_top_k)
     prepare_text = staticmethod(prepare_text)
+
+    def score_batch(self, inputs):
+        """Probabilities of both heads and the sentence embedding for a tokenised batch (CPU, float32):
+        `{"sentence_probs": [batch, n_sentence_labels], "token_probs": [batch, seq, n_token_labels],
+        "sentence_embedding": [batch, hidden]}`; the sentence head's with `config.sentence_temperature`."""
+        outputs = self.logits_batch(inputs)
+        return {
+            "sentence_probs": (outputs["sentence_logits"].float() / float(self.config.sentence_temperature)).softmax(-1),
+            "token_probs": outputs["token_logits"].float().softmax(-1),
+            "sentence_embedding": outputs["sentence_embedding"].float(),
+        }
 
     def tokenize_words(self, word_lists, to_device=True):
         """Tokenise lists of words (`is_split_into_words=True`), padded and truncated to `config.max_seq_length`.
@@ -236,14 +259,37 @@ class MultiTaskInference:
         word_ids,
         aggregation_strategy="first",
         embedding=None,
+        top_k=None,
     ):
         """One `predict` result from one sequence's probabilities (see `score_batch` and `decode_words`); returns
         `(result, untagged_words)`."""
         strategy = self.check_aggregation_strategy(aggregation_strategy)
         tags, scores, untagged = self.decode_words(token_probs, word_ids, len(words), strategy)
-        return self.prediction_result(text, offsets, tags, scores, sentence_probs, strategy, embedding), untagged
+        result = self.prediction_result(text, offsets, tags, scores, sentence_probs, strategy, embedding, top_k)
+        return result, untagged
 
-    def prediction_result(self, text, offsets, tags, scores, sentence_probs, aggregation_strategy, embedding=None):
+    def sentence_result(self, sentence_probs, top_k=None):
+        """`{"label", "score"}` of one text's sentence probabilities, with the config's rejection applied
+        (`"rejected_label"` when rejected) and, for `top_k`, `"intent_ranking"` (see `predict`)."""
+        labels, config = self.config.sentence_labels, self.config
+        ranked_scores, ranked_ids = sentence_probs.float().topk(min(len(labels), max(top_k or 0, 2)))
+        best = float(ranked_scores[0])
+        runner_up = float(ranked_scores[1]) if len(ranked_scores) > 1 else 0.0
+        result = {"label": labels[int(ranked_ids[0])], "score": best}
+        if (config.reject_threshold is not None and best < config.reject_threshold) or (
+            config.ambiguity_margin is not None and best - runner_up < config.ambiguity_margin
+        ):
+            result = {"label": config.out_of_scope_label, "score": best, "rejected_label": result["label"]}
+        if top_k:
+            result["intent_ranking"] = [
+                {"label": labels[int(index)], "score": float(score)}
+                for score, index in zip(ranked_scores[:top_k], ranked_ids[:top_k])
+            ]
+        return result
+
+    def prediction_result(
+        self, text, offsets, tags, scores, sentence_probs, aggregation_strategy, embedding=None, top_k=None
+    ):
         """One `predict` result from a text's decoded word tags and scores and its sentence probabilities."""
         if aggregation_strategy == "none":
             entities = [
@@ -260,8 +306,7 @@ class MultiTaskInference:
             ]
         else:
             entities = bio_to_entities(text, tags, scores, offsets)
-        score, label_id = sentence_probs.float().max(-1)
-        result = {"label": self.config.sentence_labels[int(label_id)], "score": float(score), "entities": entities}
+        result = {**self.sentence_result(sentence_probs, top_k), "entities": entities}
         if embedding is not None:
             result["embedding"] = embedding.float().cpu().tolist()
         return result

@@ -548,18 +548,19 @@ class MultiTaskModel(MultiTaskPreTrainedModel, MultiTaskInference):
             )
 
     @torch.inference_mode()
-    def score_batch(self, inputs):
-        """Probabilities of both heads and the sentence embedding for a tokenised batch (on the CPU, float32):
-        `{"sentence_probs": [batch, n_sentence_labels], "token_probs": [batch, seq, n_token_labels],
-        "sentence_embedding": [batch, hidden]}`. Runs the multi-task forward even on the single-head views."""
+    def logits_batch(self, inputs):
+        """Logits of both heads and the sentence embedding for a tokenised batch (on the CPU, float32), for
+        `score_batch`: `{"sentence_logits": [batch, n_sentence_labels], "token_logits": [batch, seq,
+        n_token_labels], "sentence_embedding": [batch, hidden]}`. Runs the multi-task forward even on the single-head
+        views."""
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
         if type(self).forward is MultiTaskModel.forward:
             outputs = self(**inputs)  # through nn.Module.__call__, so hooks (device maps) apply
         else:
             outputs = MultiTaskModel.forward(self, **inputs)
         return {
-            "sentence_probs": outputs.sentence_logits.float().softmax(-1).cpu(),
-            "token_probs": outputs.token_logits.float().softmax(-1).cpu(),
+            "sentence_logits": outputs.sentence_logits.float().cpu(),
+            "token_logits": outputs.token_logits.float().cpu(),
             "sentence_embedding": outputs.sentence_embedding.float().cpu(),
         }
 

@@ -236,11 +236,11 @@ class OnnxMultiTaskModel(MultiTaskInference):
         """This model as an `nn.Module` without parameters, so that `Trainer.predict` can run it (`cli evaluate`)."""
         return _GraphModule(self)
 
-    def score_batch(self, inputs):
+    def logits_batch(self, inputs):
         outputs = self(**inputs)
         return {
-            "sentence_probs": outputs.sentence_logits.softmax(-1),
-            "token_probs": outputs.token_logits.softmax(-1),
+            "sentence_logits": outputs.sentence_logits,
+            "token_logits": outputs.token_logits,
             "sentence_embedding": outputs.sentence_embedding,
         }
 

@@ -9,6 +9,7 @@ from modeling_mtl.py (transformers may load this file first): it reaches the mod
     # {'label': 'politics', 'score': 0.97, 'entities': [{'entity_group': 'PERSON', 'score': 0.99,
     #   'word': 'Angela Merkel', 'start': 0, 'end': 13}, ...]}
     pipe(texts, batch_size=16, aggregation_strategy="average", return_embedding=True)   # a list in, a list out
+    pipe("fly to denver", top_k=3)   # + "intent_ranking": the 3 best sentence labels with their scores
 """
 
 import logging
@@ -31,6 +32,10 @@ class MultiTaskPipeline(Pipeline):
             probabilities), `"max"` (the most confident sub-token), or `"none"` (one entry per tagged word,
             `{"entity": "B-LOC", "score", "index", "word", "start", "end"}`, B-/I- words not grouped).
         return_embedding: add `"embedding"` (the sentence embedding, a list of floats) to each result.
+        top_k: add `"intent_ranking"`, the `top_k` best sentence labels `[{"label", "score"}]`, highest first.
+
+    Sentence scores, rejection (`"label": config.out_of_scope_label` with `"rejected_label"`) and the ranking follow
+    the model's config exactly as `model.predict` does.
         batch_size: texts per forward pass (padding as the tokenizer pads).
 
     The tokenizer is the model's own (`model.tokenizer`, set up by `from_pretrained`); a tokenizer object passed to
@@ -56,17 +61,19 @@ class MultiTaskPipeline(Pipeline):
             raise ValueError("the model has no tokenizer: set `model.tokenizer` or pass `tokenizer=` to the pipeline")
         super().__init__(model=model, tokenizer=model.tokenizer, **kwargs)
 
-    def _sanitize_parameters(self, aggregation_strategy=None, return_embedding=None, **kwargs):
+    def _sanitize_parameters(self, aggregation_strategy=None, return_embedding=None, top_k=None, **kwargs):
         if kwargs:
             raise TypeError(
                 f"unknown argument(s) {sorted(kwargs)} for the multitask pipeline; it takes aggregation_strategy, "
-                "return_embedding and batch_size"
+                "return_embedding, top_k and batch_size"
             )
         postprocess = {}
         if aggregation_strategy is not None:
             postprocess["aggregation_strategy"] = self.model.check_aggregation_strategy(aggregation_strategy)
         if return_embedding is not None:
             postprocess["return_embedding"] = bool(return_embedding)
+        if top_k is not None:
+            postprocess["top_k"] = self.model.check_top_k(top_k)
         return {}, {}, postprocess
 
     def preprocess(self, inputs):
@@ -86,7 +93,7 @@ class MultiTaskPipeline(Pipeline):
         # The first key holds a tensor: the pipeline reads the batch size from it when it unbatches.
         return {**self.model.score_batch(model_inputs), **passed}
 
-    def postprocess(self, model_outputs, aggregation_strategy="first", return_embedding=False):
+    def postprocess(self, model_outputs, aggregation_strategy="first", return_embedding=False, top_k=None):
         token_probs = model_outputs["token_probs"][0]
         word_ids = list(model_outputs["word_ids"])
         padding = [None] * (token_probs.shape[0] - len(word_ids))  # added when batched with longer texts
@@ -100,6 +107,7 @@ class MultiTaskPipeline(Pipeline):
             word_ids,
             aggregation_strategy=aggregation_strategy,
             embedding=model_outputs["sentence_embedding"][0] if return_embedding else None,
+            top_k=top_k,
         )
         if untagged:
             logger.warning(

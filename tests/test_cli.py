@@ -52,6 +52,20 @@ def test_predict_reads_standard_input_and_prints_json_lines(model_folder):
     assert close(lines, json.loads(json.dumps(model.predict(TEXTS))))
 
 
+def test_predict_top_k_and_a_calibrated_rejecting_config(make_tiny_model, tmp_path, capsys):
+    model = make_tiny_model(sentence_labels=DEMO_SENTENCE_LABELS, token_labels=DEMO_TOKEN_LABELS,
+                            sentence_temperature=1.5, reject_threshold=0.99)
+    model.save_pretrained(tmp_path / "model")
+    out = io.StringIO()
+    assert main(["predict", "--model", str(tmp_path / "model"), "--top_k", "2", *TEXTS], stdout=out) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    expected = json.loads(json.dumps(model.predict(TEXTS, top_k=2)))
+    assert close([{k: v for k, v in line.items() if k != "text"} for line in lines], expected)
+    assert all(line["label"] == "out_of_scope" and len(line["intent_ranking"]) == 2 for line in lines)
+    assert main(["predict", "--model", str(tmp_path / "model"), "--top_k", "0", "x"], stdout=io.StringIO()) == 2
+    assert "--top_k must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_predict_and_embed_in_process(model_folder):
     model, folder = model_folder
     out = io.StringIO()

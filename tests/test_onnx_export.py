@@ -51,6 +51,23 @@ def test_float32_graph_predicts_and_encodes_like_the_pytorch_model(exported):
     assert onnx_model.encode("hello").shape == (model.config.hidden_size,)
 
 
+def test_the_onnx_runtime_follows_temperature_ranking_and_rejection(exported):
+    model, folder = exported
+    onnx_model = OnnxMultiTaskModel.from_folder(folder)
+    for config in (model.config, onnx_model.config):
+        config.sentence_temperature, config.reject_threshold = 0.7, 0.5
+    try:
+        ours, reference = onnx_model.predict(TEXTS, top_k=2), model.predict(TEXTS, top_k=2)
+    finally:
+        model.config.sentence_temperature, model.config.reject_threshold = 1.0, None
+    assert [r["label"] for r in ours] == [r["label"] for r in reference]
+    assert [r.get("rejected_label") for r in ours] == [r.get("rejected_label") for r in reference]
+    for got, expected in zip(ours, reference):
+        assert [item["label"] for item in got["intent_ranking"]] == [item["label"] for item in expected["intent_ranking"]]
+        assert [item["score"] for item in got["intent_ranking"]] == pytest.approx(
+            [item["score"] for item in expected["intent_ranking"]], abs=1e-5)
+
+
 def test_onnx_encode_checks_its_inputs_as_the_pytorch_model_does(exported):
     model, folder = exported
     onnx_model = OnnxMultiTaskModel.from_folder(folder)

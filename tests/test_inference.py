@@ -1,0 +1,148 @@
+"""Tests for the sentence side of `modeling_mtl.inference_mtl`: calibrated scores (`sentence_temperature`), the
+intent ranking (`top_k`) and rejection (`reject_threshold`, `ambiguity_margin`, `out_of_scope_label`), in
+`predict`, the `multitask` pipeline and a clean client that has only the saved folder."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conftest import SENTENCE_LABELS
+from test_pipeline import assert_same
+
+TEXTS = ["fly from boston to new york", "buy a new laptop", "hello", "what is the weather in paris"]
+
+
+@pytest.fixture
+def model(make_tiny_model):
+    """A tiny model whose sentence head gives clearly different scores to different texts."""
+    model = make_tiny_model()
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        head = model.sentence_head.classifier
+        head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.3)
+    return model
+
+
+def midway(model, rejected):
+    """A threshold that rejects the `rejected` lowest-scored of TEXTS, halfway between two scores."""
+    scores = sorted(result["score"] for result in model.predict(TEXTS))
+    return (scores[rejected - 1] + scores[rejected]) / 2
+
+
+def sentence_logits(model, texts):
+    inputs = model.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**inputs).sentence_logits
+
+
+def test_scores_are_the_softmax_of_the_logits_over_the_temperature(model):
+    logits = sentence_logits(model, TEXTS)
+    plain = model.predict(TEXTS)
+    model.config.sentence_temperature = 2.5
+    calibrated = model.predict(TEXTS)
+    for row, before, after in zip(logits, plain, calibrated):
+        assert after["label"] == before["label"] == SENTENCE_LABELS[int(row.argmax())]
+        assert after["score"] == pytest.approx(float((row / 2.5).softmax(-1).max()), abs=1e-6)
+        assert after["score"] < before["score"]
+        assert after["entities"] == before["entities"]
+
+
+def test_top_k_ranks_the_labels_highest_first(model):
+    model.config.sentence_temperature = 1.7
+    logits = sentence_logits(model, TEXTS)
+    for row, result in zip(logits, model.predict(TEXTS, top_k=2)):
+        probabilities = (row / 1.7).softmax(-1)
+        order = probabilities.argsort(descending=True)[:2]
+        assert [item["label"] for item in result["intent_ranking"]] == [SENTENCE_LABELS[int(i)] for i in order]
+        assert [item["score"] for item in result["intent_ranking"]] == pytest.approx(probabilities[order].tolist())
+        assert result["intent_ranking"][0] == {"label": result["label"], "score": result["score"]}
+    # More than there are labels lists them all; none: no ranking.
+    assert len(model.predict(TEXTS[:1], top_k=10)[0]["intent_ranking"]) == len(SENTENCE_LABELS)
+    assert "intent_ranking" not in model.predict(TEXTS[:1])[0]
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 1.5, "2", True])
+def test_a_bad_top_k_is_refused(model, top_k):
+    with pytest.raises(ValueError, match="top_k is .*; give a positive integer"):
+        model.predict(TEXTS[:1], top_k=top_k)
+
+
+def test_a_score_under_the_threshold_is_rejected_with_its_entities_kept(model):
+    plain = model.predict(TEXTS, top_k=3)
+    model.config.reject_threshold = midway(model, 2)  # the two lowest-scored texts are rejected
+    model.config.out_of_scope_label = "nlu_fallback"
+    rejected = model.predict(TEXTS, top_k=3)
+    assert sum(result["label"] == "nlu_fallback" for result in rejected) == 2
+    for before, after in zip(plain, rejected):
+        if before["score"] < model.config.reject_threshold:
+            assert after == {**before, "label": "nlu_fallback", "rejected_label": before["label"]}
+        else:
+            assert after == before
+
+
+def test_two_labels_closer_than_the_margin_are_rejected(model):
+    plain = model.predict(TEXTS, top_k=2)
+    gaps = [result["intent_ranking"][0]["score"] - result["intent_ranking"][1]["score"] for result in plain]
+    model.config.ambiguity_margin = sorted(gaps)[0] + 1e-6  # only the most ambiguous text
+    rejected = model.predict(TEXTS)
+    assert [result["label"] == "out_of_scope" for result in rejected] == [gap == min(gaps) for gap in gaps]
+    model.config.ambiguity_margin = None
+    model.config.reject_threshold = 0.0
+    assert all(result["label"] != "out_of_scope" for result in model.predict(TEXTS))
+
+
+def test_the_pipeline_follows_the_config_like_predict(model):
+    from modeling_mtl.pipeline_mtl import MultiTaskPipeline
+
+    model.config.sentence_temperature = 1.3
+    model.config.reject_threshold = midway(model, 1)
+    pipe = MultiTaskPipeline(model=model)
+    expected = model.predict(TEXTS, top_k=3)
+    assert sum(result["label"] == "out_of_scope" for result in expected) == 1
+    assert_same(pipe(TEXTS, top_k=3), expected)  # one text a forward pass: floats equal to 1e-5
+    with pytest.raises(ValueError, match="top_k is 0"):
+        pipe(TEXTS[0], top_k=0)
+
+
+CLIENT = textwrap.dedent(
+    """
+    import json, sys
+
+    class BlockPackage:  # only the folder's own code files
+        def find_spec(self, name, path=None, target=None):
+            if name == "modeling_mtl" or name.startswith("modeling_mtl."):
+                raise ImportError("the modeling_mtl package is not available in a clean client")
+
+    sys.meta_path.insert(0, BlockPackage())
+    from transformers import AutoModel, pipeline
+
+    folder, texts = sys.argv[1], json.loads(sys.argv[2])
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True)
+    pipe = pipeline(model=folder, trust_remote_code=True)
+    print(json.dumps({"predict": model.predict(texts, top_k=3), "pipeline": pipe(texts, top_k=3)}))
+    """
+)
+
+
+def test_a_clean_client_gets_the_calibrated_scores_rankings_and_rejections(model, tmp_path):
+    model.config.sentence_temperature = 1.7
+    model.config.reject_threshold = midway(model, 1)
+    expected = json.loads(json.dumps(model.predict(TEXTS, top_k=3)))
+    assert sum(result["label"] == "out_of_scope" for result in expected) == 1
+    model.save_pretrained(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["sentence_temperature"] == 1.7 and saved["reject_threshold"] == model.config.reject_threshold
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run([sys.executable, "-I", str(script), str(tmp_path / "model"), json.dumps(TEXTS)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outputs["predict"] == expected
+    assert_same(outputs["pipeline"], expected)
