@@ -25,6 +25,13 @@ import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 
 from modeling_mtl import MultiTaskModel
+from modeling_mtl.calibration import (
+    calibration_figures,
+    collect_logits,
+    fit_temperature,
+    reliability_bins,
+    threshold_for_recall,
+)
 from modeling_mtl.data import MultiTaskCollator, build_label_maps, encode_dataset_dict, load_sources
 from modeling_mtl.hub import create_repo, push_folder, take_push_settings
 from modeling_mtl.inspect_data import format_summary, summarize
@@ -51,6 +58,52 @@ def load_data(data_args, seed):
     logger.info("Data:\n" + format_summary(summarize(raw, sources, {})))
     sentence_labels, token_labels = build_label_maps(raw["train"])
     return raw, sentence_labels or ["LABEL_0"], token_labels or ["O"]
+
+
+def calibrate(model, encoded, collator, training_args):
+    """Fit the sentence head's temperature on the validation split (`config.sentence_temperature`, unless
+    `calibrate: false`) and set `config.reject_threshold` (a score, or "auto": chosen on validation); returns the
+    calibration figures per metric prefix ("eval", "test") for all_results.json, and the reliability bins of the
+    test split (else validation) before and after, for the model card. Every process computes the same figures (the
+    whole splits, deterministic), so the saved config is the same whichever process writes it."""
+    logits = {split: collect_logits(model, encoded[split], collator, training_args.per_device_eval_batch_size)
+              for split in ("validation", "test") if split in encoded}
+    dev = logits["validation"]
+    temperature = fit_temperature(dev["sentence_logits"], dev["sentence_labels"]) if training_args.calibrate else 1.0
+    # The token head's temperature is measured, not applied: it would change bio_viterbi's choice of sequence.
+    token_temperature = fit_temperature(dev["token_logits"], dev["token_labels"])
+    model.config.sentence_temperature = temperature
+    threshold = training_args.reject_threshold
+    if threshold == "auto":
+        in_scope = dev["sentence_labels"] >= 0
+        scores = (dev["sentence_logits"][in_scope] / temperature).softmax(-1).max(-1).values
+        threshold = threshold_for_recall(scores, training_args.reject_target_recall)
+    model.config.reject_threshold = threshold
+    figures = {}
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        if split not in logits:
+            continue
+        split_figures = {"sentence_temperature": temperature}
+        sentence = calibration_figures(logits[split]["sentence_logits"], logits[split]["sentence_labels"], temperature)
+        split_figures.update({f"sentence_{key}": value for key, value in sentence.items() if key != "temperature"})
+        token = calibration_figures(logits[split]["token_logits"], logits[split]["token_labels"], token_temperature)
+        if token:
+            split_figures.update(token_ece=token["ece"], token_nll=token["nll"],
+                                 token_temperature_measured=token_temperature,
+                                 token_ece_at_measured_temperature=token["ece_calibrated"])
+        if threshold is not None:
+            top = (logits[split]["sentence_logits"] / temperature).softmax(-1).max(-1).values
+            split_figures.update(reject_threshold=threshold, rejected_share=float((top < threshold).double().mean()))
+        figures[prefix] = {f"{prefix}_{key}": value for key, value in split_figures.items()}
+    logger.info(f"calibration: sentence temperature {temperature:.3f}, " + ", ".join(
+        f"{key} {value:.4f}" for key, value in figures.get("eval", {}).items() if "ece" in key or "rejected" in key))
+    split = "test" if "test" in logits else "validation"
+    sentence_logits, labels = logits[split]["sentence_logits"], logits[split]["sentence_labels"]
+    labelled = labels >= 0
+    reliability = {"split": split, **{stage: reliability_bins((sentence_logits[labelled] / scale).softmax(-1),
+                                                              labels[labelled])
+                                      for stage, scale in (("before", 1.0), ("after", temperature))}}
+    return figures, reliability
 
 
 def complete_checkpoint(folder):
@@ -129,6 +182,8 @@ def main(argv=None):
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
     if validation is None:
+        if training_args.reject_threshold == "auto":
+            raise ValueError("reject_threshold: auto is chosen on the validation split, and this run has none")
         logger.warning("no validation split: training without evaluation or best-checkpoint selection")
         training_args.eval_strategy = "no"
         training_args.load_best_model_at_end = False
@@ -147,6 +202,11 @@ def main(argv=None):
     )
 
     train_result = trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
+    if validation is not None:
+        calibration, reliability = calibrate(trainer.model, encoded, trainer.data_collator, training_args)
+    else:
+        calibration, reliability = {}, None
+        trainer.model.config.reject_threshold = training_args.reject_threshold
     trainer.save_model(training_args.output_dir)
     metrics = dict(train_result.metrics, train_samples=len(encoded["train"]), train_world_size=training_args.world_size)
     trainer.log_metrics("train", metrics)
@@ -167,6 +227,7 @@ def main(argv=None):
         metrics[f"{prefix}_examples_with_unseen_sentence_label"] = unseen["examples_with_unseen_sentence_label"]
         metrics[f"{prefix}_words_with_unseen_tag"] = unseen["words_with_unseen_tag"]
         metrics[f"{prefix}_truncated_examples"] = stats[split]["truncated_examples"]
+        metrics.update(calibration.get(prefix, {}))
         trainer.log_metrics(prefix, metrics)
         trainer.save_metrics(prefix, metrics)
         if not trainer.is_world_process_zero():
@@ -191,6 +252,7 @@ def main(argv=None):
                 log_history=trainer.state.log_history,
                 predictions=predictions,
                 embeddings_before=embeddings_before,
+                reliability=reliability,
                 model_id=repo_id,
             )
         )

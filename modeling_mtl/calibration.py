@@ -3,8 +3,10 @@ et al. 2017, "On Calibration of Modern Neural Networks"), and the figures that s
 calibration error over 15 equal-width bins of the top score, negative log-likelihood, and the bins themselves (the
 model card's reliability diagram).
 
-    temperature = fit_temperature(dev_logits, dev_labels)
-    calibration_figures(test_logits, test_labels, temperature)   # {"ece", "nll", "ece_calibrated", "nll_calibrated"}
+    dev = collect_logits(model, encoded["validation"], MultiTaskCollator(tokenizer))
+    temperature = fit_temperature(dev["sentence_logits"], dev["sentence_labels"])
+    calibration_figures(dev["sentence_logits"], dev["sentence_labels"], temperature)   # ece, nll, before / after
+    threshold = threshold_for_recall(top_scores, target_recall=0.95)   # keeps 95% of in-scope texts
 
 Logits are `[n, classes]` (a token head's: one row per scored token); a label below 0 (no label, or one unseen in
 training) is left out, as the loss leaves it out.
@@ -16,8 +18,14 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .data import IGNORE_INDEX, MODEL_INPUT_KEYS
 
 ECE_BINS = 15
+TEMPERATURE_RANGE = (0.05, 20.0)
+"""Fitted temperatures are kept in this range: logits that carry no information (an untrained head) would otherwise
+push T towards infinity, every score towards uniform."""
 
 
 def _labelled(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,8 +39,8 @@ def _labelled(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fit_temperature(logits, labels, max_iter: int = 200) -> float:
-    """The temperature T > 0 minimising the NLL of `softmax(logits / T)` on `labels` (LBFGS on log T, so T stays
-    positive). Returns 1.0 when no example carries a label."""
+    """The temperature T minimising the NLL of `softmax(logits / T)` on `labels` (LBFGS on log T, so T stays
+    positive), clamped to `TEMPERATURE_RANGE`. Returns 1.0 when no example carries a label."""
     logits, labels = _labelled(logits, labels)
     if len(labels) == 0:
         return 1.0
@@ -47,9 +55,9 @@ def fit_temperature(logits, labels, max_iter: int = 200) -> float:
 
     optimizer.step(closure)
     temperature = float(log_temperature.detach().exp())
-    if not math.isfinite(temperature):
+    if math.isnan(temperature):
         raise ValueError("temperature fitting diverged (are the validation logits finite?)")
-    return temperature
+    return min(max(temperature, TEMPERATURE_RANGE[0]), TEMPERATURE_RANGE[1])
 
 
 def reliability_bins(probs, labels, bins: int = ECE_BINS) -> list[dict]:
@@ -92,4 +100,42 @@ def calibration_figures(logits, labels, temperature: float) -> dict:
     return figures
 
 
-__all__ = ["ECE_BINS", "calibration_figures", "expected_calibration_error", "fit_temperature", "reliability_bins"]
+@torch.no_grad()
+def collect_logits(model, dataset, collator, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """Over an encoded split (`data.encode_dataset_dict`): `sentence_logits` [n, labels] with `sentence_labels` [n],
+    and `token_logits` [tokens, tags] with `token_labels` [tokens] at the positions that carry a tag (a word's
+    first sub-token), float32 on the CPU; the model is left in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    sentence_logits, sentence_labels, token_logits, token_labels = [], [], [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+        inputs = {key: batch[key].to(model.device) for key in MODEL_INPUT_KEYS if key in batch}
+        outputs = model(**inputs)
+        sentence_logits.append(outputs.sentence_logits.float().cpu())
+        sentence_labels.append(batch.get("sentence_labels", torch.full((len(batch["input_ids"]),), IGNORE_INDEX)))
+        if "token_labels" in batch:
+            labelled = batch["token_labels"] != IGNORE_INDEX
+            token_logits.append(outputs.token_logits.float().cpu()[labelled])
+            token_labels.append(batch["token_labels"][labelled])
+    model.train(was_training)
+    tags = model.config.token_labels
+    return {
+        "sentence_logits": torch.cat(sentence_logits),
+        "sentence_labels": torch.cat(sentence_labels),
+        "token_logits": torch.cat(token_logits) if token_logits else torch.zeros(0, len(tags)),
+        "token_labels": torch.cat(token_labels) if token_labels else torch.zeros(0, dtype=torch.long),
+    }
+
+
+def threshold_for_recall(scores, target_recall: float) -> float:
+    """The highest threshold that keeps at least `target_recall` of `scores` (in-scope texts' top scores): a text is
+    rejected when its score is below the threshold."""
+    if not 0 < target_recall <= 1:
+        raise ValueError(f"target recall must be in (0, 1], got {target_recall}")
+    ordered = sorted(float(score) for score in scores)
+    if not ordered:
+        raise ValueError("no scores to choose a threshold from")
+    return ordered[int(math.floor(len(ordered) * (1 - target_recall) + 1e-9))] if target_recall < 1 else ordered[0]
+
+
+__all__ = ["ECE_BINS", "TEMPERATURE_RANGE", "calibration_figures", "collect_logits", "threshold_for_recall", "expected_calibration_error", "fit_temperature", "reliability_bins"]

@@ -75,6 +75,13 @@ EVALUATION_ROWS = [
     ("Examples with a sentence label unseen in training", "examples_with_unseen_sentence_label"),
     ("Words with a tag unseen in training", "words_with_unseen_tag"),
     ("Truncated examples", "truncated_examples"),
+    ("Sentence calibration error (ECE, 15 bins), raw scores", "sentence_ece"),
+    ("Sentence calibration error (ECE), calibrated scores", "sentence_ece_calibrated"),
+    ("Sentence NLL, raw scores", "sentence_nll"),
+    ("Sentence NLL, calibrated scores", "sentence_nll_calibrated"),
+    ("Temperature (fitted on validation)", "sentence_temperature"),
+    ("Token calibration error (ECE), raw scores", "token_ece"),
+    ("Texts rejected as out of scope", "rejected_share"),
 ]
 
 HYPERPARAMETERS = [
@@ -118,18 +125,8 @@ LOG_COLUMNS = [
     ("Val. exact match", "eval_exact_match"),
 ]
 
-VERSION_PACKAGES = [
-    "modeling-mtl",
-    "transformers",
-    "torch",
-    "datasets",
-    "tokenizers",
-    "accelerate",
-    "huggingface_hub",
-    "evaluate",
-    "seqeval",
-    "sentence-transformers",
-]
+VERSION_PACKAGES = ["modeling-mtl", "transformers", "torch", "datasets", "tokenizers", "accelerate", "huggingface_hub",
+                    "evaluate", "seqeval", "sentence-transformers"]
 
 
 # ---------------------------------------------------------------------------------------------------- small helpers
@@ -483,6 +480,7 @@ class ModelCardInputs:
         log_history: `trainer.state.log_history` (training log table and curves).
         predictions: `{split: records}` as `predictions_to_records` returns them (confusion matrix).
         embeddings_before: `(split, texts, labels, vectors)` computed before training (`embedding_sample`).
+        reliability: `{"split", "before", "after"}`, the sentence head's `calibration.reliability_bins` of one split.
         model_id: what the usage snippet loads (the Hub id when the model is pushed; default: `output_dir`).
         template: a card template other than the package's `model_card_template.md`.
         license: the card's `license` metadata.
@@ -497,6 +495,7 @@ class ModelCardInputs:
     log_history: list | None = None
     predictions: dict | None = None
     embeddings_before: tuple | None = None
+    reliability: dict | None = None
     model_id: str | None = None
     template: str | Path | None = None
     license: str = "apache-2.0"
@@ -529,7 +528,8 @@ def write_model_card(inputs):
     seed = getattr(training_args, "seed", 0)
 
     embeddings = _embeddings(inputs, seed)
-    plots = make_plots(output_dir, model, results, inputs.log_history, inputs.predictions, embeddings, seed=seed)
+    plots = make_plots(output_dir, model, results, inputs.log_history, inputs.predictions, embeddings, seed=seed,
+                       reliability=inputs.reliability)
     example = _example_text(raw)
     example_output = None
     try:

@@ -69,6 +69,26 @@ def plot_entity_f1(path, results, entity_types):
     figure.savefig(path)
 
 
+def plot_reliability(path, reliability):
+    """Reliability diagram: accuracy against mean confidence per bin of the top sentence score, before and after the
+    temperature; bar width is the bin, the diagonal perfect calibration."""
+    figure = _figure(6.4, 4.2)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    for stage, style in (("before", "o-"), ("after", "s-")):
+        bins = [row for row in reliability.get(stage) or [] if row["count"]]
+        if bins:
+            label = "raw scores" if stage == "before" else "calibrated scores"
+            axes.plot([row["confidence"] for row in bins], [row["accuracy"] for row in bins], style, label=label)
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("confidence (top sentence score, mean of the bin)")
+    axes.set_ylabel("accuracy in the bin")
+    axes.set_title(f"Sentence head calibration ({reliability['split']} split, 15 bins)")
+    axes.legend(loc="upper left")
+    figure.savefig(path)
+
+
 def _series(log_history, key):
     points = [(log["step"], log[key]) for log in log_history if key in log and "step" in log]
     return [p[0] for p in points], [p[1] for p in points]
@@ -166,12 +186,12 @@ def plot_embedding_map(path, maps, labels, title):
     figure.savefig(path)
 
 
-def make_plots(output_dir, model, results, log_history, predictions, embeddings, seed=0):
+def make_plots(output_dir, model, results, log_history, predictions, embeddings, seed=0, reliability=None):
     """Draw every plot that the inputs allow into `<output_dir>/plots/`; returns `{name: {"path": relative path,
     "split": the split it shows, or None}}` (what the template's captions need).
 
     `predictions`: `{split: [{"gold_label", "predicted_label", ...}]}`; `embeddings`:
-    `{"split", "texts", "labels", "before" (or None), "after"}`.
+    `{"split", "texts", "labels", "before" (or None), "after"}`; `reliability`: `{"split", "before", "after"}` bins.
     """
     try:
         import matplotlib  # noqa: F401
@@ -208,6 +228,8 @@ def make_plots(output_dir, model, results, log_history, predictions, embeddings,
     entity_types = sorted({tag[2:] for tag in config.token_labels if tag != "O"})
     if entity_types and any(f"{prefix}_token_f1" in results for prefix in SPLIT_PREFIXES.values()):
         attempt("entity_f1", lambda path: plot_entity_f1(path, results, entity_types))
+    if reliability and reliability.get("before"):
+        attempt("reliability", lambda path: plot_reliability(path, reliability), reliability["split"])
     if any("loss" in log for log in log_history or []):
         attempt("training_loss", lambda path: plot_losses(path, log_history))
     if any(key.startswith("eval_") for log in log_history or [] for key in log):

@@ -70,6 +70,13 @@ class ModelArguments:
             "learn."
         },
     )
+    ambiguity_margin: float | None = field(
+        default=None,
+        metadata={"help": "Answer out_of_scope_label when the two best sentence scores are closer than this."},
+    )
+    out_of_scope_label: str | None = field(
+        default=None, metadata={"help": "The label of a rejected text (default: out_of_scope)."}
+    )
 
     def config_overrides(self) -> dict:
         """The MultiTaskConfig fields set here: every field but `encoder` (None means: keep the encoder's own setting)."""
@@ -215,6 +222,25 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=2.0, metadata={"help": "T of task_sampling: temperature (1 = proportional, larger = flatter)."}
     )
 
+    calibrate: bool = field(
+        default=True,
+        metadata={
+            "help": "After training, fit the sentence head's temperature on the validation split (NLL; Guo et al. "
+            "2017) and save it in the config, so predict's scores are calibrated; ECE and NLL before and after, on "
+            "validation and test, go to all_results.json and the model card."
+        },
+    )
+    reject_threshold: float | str | None = field(
+        default=None,
+        metadata={
+            "help": "Answer out_of_scope_label when the best (calibrated) sentence score is below this: a score, or "
+            "'auto' (chosen on validation to keep reject_target_recall of its texts); null: never reject."
+        },
+    )
+    reject_target_recall: float = field(
+        default=0.95, metadata={"help": "reject_threshold: auto keeps this share of the validation texts."}
+    )
+
     ema_decay: float | None = field(
         default=None,
         metadata={
@@ -227,6 +253,16 @@ class MultiTaskTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.ema_decay is not None:
             check_ema_decay(self.ema_decay)
+        threshold = self.reject_threshold
+        if isinstance(threshold, str) and threshold != "auto":
+            try:
+                threshold = self.reject_threshold = float(threshold)  # from a --reject_threshold override
+            except ValueError:
+                raise ValueError(f"reject_threshold is {threshold!r}; give a score in [0, 1], 'auto' or null") from None
+        if isinstance(threshold, float) and not 0 <= threshold <= 1:
+            raise ValueError(f"reject_threshold is {threshold}; give a score in [0, 1], 'auto' or null")
+        if not 0 < self.reject_target_recall <= 1:
+            raise ValueError(f"reject_target_recall is {self.reject_target_recall}; give a share in (0, 1]")
         # Without an accelerator, run as a CPU job: this is what makes several processes (accelerate's multi-GPU
         # launcher, torchrun) form a real DDP group over gloo, and what lets bf16 autocast run on the CPU.
         if not self.use_cpu and not torch.accelerator.is_available():

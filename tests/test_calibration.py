@@ -4,7 +4,14 @@ bins on hand-computed cases."""
 import pytest
 import torch
 
-from modeling_mtl.calibration import calibration_figures, expected_calibration_error, fit_temperature, reliability_bins
+from modeling_mtl.calibration import (
+    TEMPERATURE_RANGE,
+    calibration_figures,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_bins,
+    threshold_for_recall,
+)
 
 
 def sampled(temperature, n=20000, classes=6, seed=0):
@@ -52,3 +59,19 @@ def test_ece_and_bins_on_a_hand_computed_case():
 def test_shapes_are_checked():
     with pytest.raises(ValueError, match=r"expected logits \[n, classes\] and labels \[n\]"):
         fit_temperature(torch.zeros(4, 3), torch.zeros(5, dtype=torch.long))
+
+
+def test_logits_without_information_get_the_largest_temperature_not_infinity():
+    logits = torch.randn(2000, 4, generator=torch.Generator().manual_seed(5))
+    labels = torch.randint(0, 4, (2000,), generator=torch.Generator().manual_seed(6))  # unrelated to the logits
+    assert fit_temperature(logits, labels) == TEMPERATURE_RANGE[1]
+
+
+def test_the_threshold_keeps_the_target_share_of_in_scope_scores():
+    scores = torch.linspace(0.01, 1.0, 100)
+    threshold = threshold_for_recall(scores, 0.95)
+    assert float((scores >= threshold).double().mean()) >= 0.95
+    assert float((scores >= threshold + 1e-6).double().mean()) < 0.95  # the highest such threshold
+    assert threshold_for_recall(scores, 1.0) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="target recall must be in"):
+        threshold_for_recall(scores, 0)

@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 from transformers import TrainingArguments
 
 from conftest import DEMO_DATA, REPO
-from modeling_mtl.model_card import ModelCardInputs, find_template, write_model_card
+from modeling_mtl.model_card import ModelCardInputs, find_template, format_value, write_model_card
 from modeling_mtl.publishing_mtl import hub_base_model
 from train_mtl import main
 
@@ -39,7 +39,8 @@ SPLIT_PREFIX = {"validation": "eval", "test": "test"}
 SECTIONS = ["## Usage", "## Architecture", "## Labels", "## Training data", "## Evaluation", "## Embedding space",
             "### Hyper-parameters", "### Freezing and learning-rate policy", "### Training curves",
             "### Training log", "### Framework versions", "## Limitations"]
-PLOTS = ["confusion_matrix", "entity_f1", "training_loss", "validation_metrics", "embeddings_pca", "embeddings_tsne"]
+PLOTS = ["confusion_matrix", "entity_f1", "reliability", "training_loss", "validation_metrics", "embeddings_pca",
+         "embeddings_tsne"]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,13 @@ def test_the_card_matches_the_run(trained):
     evaluation = {row[0]: row for row in markdown_rows(text, "| metric | validation | test |")}
     assert float(evaluation["Sentence accuracy"][2]) == pytest.approx(results["test_sentence_accuracy"], abs=1e-4)
     assert float(evaluation["Entity F1"][1]) == pytest.approx(results["eval_token_f1"], abs=1e-4)
+    for row, key in (("Sentence calibration error (ECE, 15 bins), raw scores", "sentence_ece"),
+                     ("Sentence calibration error (ECE), calibrated scores", "sentence_ece_calibrated"),
+                     ("Temperature (fitted on validation)", "sentence_temperature")):
+        assert float(evaluation[row][2]) == pytest.approx(results[f"test_{key}"], abs=1e-4), row
+    temperature = trainer.model.config.sentence_temperature
+    assert temperature != 1.0 and "### Confidence and out-of-scope texts" in text
+    assert f"by a temperature of\n{format_value(temperature)}, fitted on the validation split" in text
 
     # Hyper-parameters, policy and the training log (one row per logged step).
     hyper = {row[0].strip("`"): row[1] for row in markdown_rows(text, "| hyper-parameter | value |")}

@@ -28,7 +28,7 @@ def test_demo_run_leaves_a_complete_model_folder(tiny_encoder_dir, tmp_path, cap
     output = tmp_path / "run"
     caplog.set_level(logging.INFO, logger="train_mtl")
     main([str(REPO / "configuration" / "demo.yaml"), "--encoder", tiny_encoder_dir, "--data_dir", str(DEMO_DATA),
-          "--output_dir", str(output), "--num_train_epochs", "2", *TINY_RUN])
+          "--output_dir", str(output), "--num_train_epochs", "2", "--reject_threshold", "auto", *TINY_RUN])
 
     # The data summary of `inspect-data` is logged once the subsets are taken.
     assert re.search(r"Data:\nSource demo: jointbert\ntrain: 48 examples\n  sentence labels \(5\): ", caplog.text), caplog.text
@@ -38,6 +38,14 @@ def test_demo_run_leaves_a_complete_model_folder(tiny_encoder_dir, tmp_path, cap
                      "token_recall", "token_f1", "exact_match", "token_LOC_f1"):
             assert f"{prefix}_{name}" in results, f"{prefix}_{name}"
     assert results["test_samples"] == 12 and results["train_world_size"] == 1
+    # Calibrated on validation (the saved config carries the temperature); ECE / NLL before and after on both splits.
+    config = json.loads((output / "config.json").read_text())
+    assert config["sentence_temperature"] == results["eval_sentence_temperature"] == results["test_sentence_temperature"]
+    assert config["reject_threshold"] == results["eval_reject_threshold"]  # --reject_threshold auto
+    assert results["eval_sentence_nll_calibrated"] <= results["eval_sentence_nll"] + 1e-9
+    for name in ("sentence_ece", "sentence_ece_calibrated", "test_sentence_nll", "token_ece", "rejected_share"):
+        assert any(key.endswith(name) for key in results), name
+    assert results["eval_rejected_share"] == 0.0  # auto keeps at least 95% of the 12 validation texts: all of them
     lines = (output / "test_predictions.jsonl").read_text().splitlines()
     assert len(lines) == 12
     record = json.loads(lines[0])
