@@ -259,8 +259,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
                 threshold = self.reject_threshold = float(threshold)  # from a --reject_threshold override
             except ValueError:
                 raise ValueError(f"reject_threshold is {threshold!r}; give a score in [0, 1], 'auto' or null") from None
-        if isinstance(threshold, float) and not 0 <= threshold <= 1:
-            raise ValueError(f"reject_threshold is {threshold}; give a score in [0, 1], 'auto' or null")
+        if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+            threshold = self.reject_threshold = float(threshold)
+            if not 0 <= threshold <= 1:
+                raise ValueError(f"reject_threshold is {threshold}; give a score in [0, 1], 'auto' or null")
         if not 0 < self.reject_target_recall <= 1:
             raise ValueError(f"reject_target_recall is {self.reject_target_recall}; give a share in (0, 1]")
         # Without an accelerator, run as a CPU job: this is what makes several processes (accelerate's multi-GPU

@@ -69,3 +69,30 @@ def test_defaults_build_without_arguments():
     assert config.pooling_mode == "mean" and config.normalize_embeddings
     assert config.token_decoding == "argmax"  # what the standard token-classification pipeline does
     assert config.encoder_config.model_type == "bert"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"sentence_temperature": 0}, r"`sentence_temperature` must be a positive number, got 0"),
+        ({"sentence_temperature": float("inf")}, r"`sentence_temperature` must be a positive number"),
+        ({"sentence_temperature": "2"}, r"`sentence_temperature` must be a positive number, got '2'"),
+        ({"reject_threshold": 1.5}, r"`reject_threshold` must be a score in \[0, 1\] or None, got 1.5"),
+        ({"ambiguity_margin": -0.1}, r"`ambiguity_margin` must be a score in \[0, 1\]"),
+        ({"reject_threshold": True}, r"`reject_threshold` must be a score"),
+        ({"out_of_scope_label": " "}, r"`out_of_scope_label` must be a non-empty string"),
+    ],
+)
+def test_rejection_settings_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        MultiTaskConfig(sentence_labels=["a", "b"], **overrides)
+    assert MultiTaskConfig(sentence_labels=["a", "b"], reject_threshold=0.5, ambiguity_margin=0.1).reject_threshold == 0.5
+
+
+@pytest.mark.parametrize(("value", "message"), [("2", r"reject_threshold is 2.0; give a score in \[0, 1\]"),
+                                                ("maybe", r"reject_threshold is 'maybe'; give a score in \[0, 1\]")])
+def test_run_file_rejection_keys_are_checked(value, message, tmp_path):
+    from modeling_mtl.training_args import parse_arguments
+
+    with pytest.raises(ValueError, match=message):
+        parse_arguments(["--output_dir", str(tmp_path), "--reject_threshold", value])

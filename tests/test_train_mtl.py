@@ -138,3 +138,15 @@ def test_two_process_ddp_with_one_task_batches(tiny_encoder_dir, one_task_source
     tensors, _ = run_clean_client(output, client)
     reference = load_file(output / "model.safetensors")
     assert tensors["sentence_logits"].shape[-1] == 2 and "sentence_head.classifier.weight" in reference
+
+
+def test_auto_rejection_needs_a_validation_split(tiny_encoder_dir, tmp_path):
+    data = tmp_path / "data" / "train"
+    data.mkdir(parents=True)
+    (data / "seq.in").write_text("fly to paris\nhello there\n")
+    (data / "seq.out").write_text("O O B-LOC\nO O\n")
+    (data / "label").write_text("travel\nother\n")
+    with pytest.raises(ValueError, match="reject_threshold: auto is chosen on the validation split"):
+        main([str(REPO / "configuration" / "demo.yaml"), "--encoder", tiny_encoder_dir, "--data_dir", str(tmp_path / "data"),
+              "--output_dir", str(tmp_path / "run"), "--reject_threshold", "auto", "--validation_split_percentage", "0",
+              "--test_split_percentage", "0"])
