@@ -656,7 +656,9 @@ def read_json(source, filename):
         return json.load(handle)
 
 
-# Imported (last, it reads nothing from here at import time) so that saving copies it with the model code.
+# Imported (last, they read nothing from here at import time) so that saving copies them with the model code:
+# the pipeline, and Inference Endpoints' custom handler (a folder's `handler.py`).
+from .handler import EndpointHandler  # noqa: E402,F401
 from .pipeline_mtl import MultiTaskPipeline  # noqa: E402,F401
 
 MultiTaskConfig.register_for_auto_class()

@@ -11,7 +11,7 @@ from conftest import REPO
 PACKAGE = REPO / "modeling_mtl"
 # Copied into every saved folder and imported there by basename: they may import each other only.
 REMOTE_CODE = {f"modeling_mtl.{name}" for name in ("configuration_mtl", "modeling_mtl", "inference_mtl", "decoding_mtl",
-                                                   "publishing_mtl", "pipeline_mtl", "schema_mtl")}
+                                                   "publishing_mtl", "pipeline_mtl", "schema_mtl", "handler")}
 
 
 def module_name(path: Path) -> str:
