@@ -146,12 +146,12 @@ def test_train_mtl_pushes_one_commit_and_never_shows_the_token(hub, tiny_encoder
     sent = set(commit["files"])
     assert sent == set(files_to_push(output))
     expected = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "modeling_mtl.py",
-                "configuration_mtl.py", "pipeline_mtl.py", "modules.json", "sentence_bert_config.json",
+                "configuration_mtl.py", "pipeline_mtl.py", "handler.py", "modules.json", "sentence_bert_config.json",
                 "1_Pooling/config.json", "README.md", "all_results.json"}
     assert expected <= sent
     card = commit["files"]["README.md"].decode()
     plots = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card))
-    assert len(plots) == 6 and plots <= sent
+    assert len(plots) == 7 and plots <= sent  # with the reliability diagram
     assert not any(name.startswith("checkpoint-") or name.endswith(("training_args.json", ".jsonl")) for name in sent)
     (output / "training_weights.safetensors").write_bytes(b"not for the Hub")  # ema_decay's training state
     assert "training_weights.safetensors" not in files_to_push(output)
@@ -188,7 +188,7 @@ def test_model_push_to_hub_uploads_the_folder_and_its_card_in_one_commit(in_proc
     sent = hub.commits[0]["files"]
     assert {"README.md", "plots/curve.png", "all_results.json", "config.json", "model.safetensors", "modeling_mtl.py",
             "configuration_mtl.py", "pipeline_mtl.py", "inference_mtl.py", "decoding_mtl.py", "publishing_mtl.py",
-            "schema_mtl.py", "tokenizer.json", "modules.json",
+            "schema_mtl.py", "handler.py", "tokenizer.json", "modules.json",
             "1_Pooling/config.json"} == set(sent) - {"tokenizer_config.json", "sentence_bert_config.json"}
     assert sent["README.md"] == (folder / "README.md").read_bytes()
     assert hub.created[0]["visibility"] == "private"
