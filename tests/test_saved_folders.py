@@ -24,6 +24,7 @@ from test_pipeline import CLEAN_PIPELINE_CLIENT, STRATEGIES, assert_same, demo_s
 
 PRE_SPLIT_COMMIT = "8b583e7079367a68747d6cf65352fde3128d9472"
 CODE_FILES_AFTER = {
+    "handler.py",
     "configuration_mtl.py",
     "decoding_mtl.py",
     "inference_mtl.py",
