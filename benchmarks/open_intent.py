@@ -73,19 +73,19 @@ def make_folder(data, known, folder):
 
 @torch.no_grad()
 def model_outputs(model, word_lists, batch_size=128):
-    """Sentence logits, pooled (un-normalised) embeddings and sentence embeddings of pre-split texts, in order."""
-    logits, pooled, embeddings = [None] * len(word_lists), [None] * len(word_lists), [None] * len(word_lists)
+    """Sentence logits, pooled (un-normalised) vectors and their L2-normalised sentence embeddings, in input order."""
+    logits, pooled = [None] * len(word_lists), [None] * len(word_lists)
     model.eval()
     for indices in longest_first_batches([len(words) for words in word_lists], batch_size):
         encoding = model.tokenize_words([word_lists[index] for index in indices])
         inputs = model.encoder_inputs(encoding)
-        states = model.run_encoder(**inputs).last_hidden_state
-        vector = model.pooling(states, inputs["attention_mask"])
-        output = model(**inputs)
+        # One encoder pass: the head reads the pooled vector, as the model's forward does.
+        vector = model.pooling(model.run_encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+        head_logits = model.sentence_head(vector)
         for row, index in enumerate(indices):
-            logits[index], pooled[index] = output.sentence_logits[row].float(), vector[row].float()
-            embeddings[index] = output.sentence_embedding[row].float()
-    return torch.stack(logits), torch.stack(pooled), torch.nn.functional.normalize(torch.stack(embeddings), dim=-1)
+            logits[index], pooled[index] = head_logits[row].float(), vector[row].float()
+    pooled = torch.stack(pooled)
+    return torch.stack(logits), pooled, torch.nn.functional.normalize(pooled, dim=-1)
 
 
 class EmbeddingScores:
