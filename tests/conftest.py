@@ -124,3 +124,17 @@ def make_jointbert(root: Path) -> Path:
     write(root / "test" / "seq.out", "O B-toloc I-toloc\n")
     write(root / "intent_label.txt", "PAD\nUNK\natis_flight\n")
     return root
+
+
+# The start of a clean-client script: the modeling_mtl package cannot be imported, so a folder must work from its own
+# code files (what a user without the package has).
+BLOCK_PACKAGE = """
+import sys
+
+class BlockPackage:
+    def find_spec(self, name, path=None, target=None):
+        if name == "modeling_mtl" or name.startswith("modeling_mtl."):
+            raise ImportError("the modeling_mtl package is not available in a clean client")
+
+sys.meta_path.insert(0, BlockPackage())
+"""

@@ -9,18 +9,14 @@ import subprocess
 import sys
 import textwrap
 
+from conftest import BLOCK_PACKAGE
+
 TEXTS = ["fly from boston to new york", "buy a new laptop"]
 
-CLIENT = textwrap.dedent(
+CLIENT = BLOCK_PACKAGE + textwrap.dedent(
     """
-    import json, os, sys
+    import json, os
 
-    class BlockPackage:  # only the folder's own code files
-        def find_spec(self, name, path=None, target=None):
-            if name == "modeling_mtl" or name.startswith("modeling_mtl."):
-                raise ImportError("the modeling_mtl package is not available in a clean client")
-
-    sys.meta_path.insert(0, BlockPackage())
     folder, out, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     sys.path.insert(0, folder)  # as Inference Endpoints imports the repository's handler.py
     from handler import EndpointHandler

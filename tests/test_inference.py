@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import SENTENCE_LABELS
+from conftest import BLOCK_PACKAGE, SENTENCE_LABELS
 from test_pipeline import assert_same
 
 TEXTS = ["fly from boston to new york", "buy a new laptop", "hello", "what is the weather in paris"]
@@ -109,16 +109,10 @@ def test_the_pipeline_follows_the_config_like_predict(model):
         pipe(TEXTS[0], top_k=0)
 
 
-CLIENT = textwrap.dedent(
+CLIENT = BLOCK_PACKAGE + textwrap.dedent(
     """
-    import json, sys
+    import json
 
-    class BlockPackage:  # only the folder's own code files
-        def find_spec(self, name, path=None, target=None):
-            if name == "modeling_mtl" or name.startswith("modeling_mtl."):
-                raise ImportError("the modeling_mtl package is not available in a clean client")
-
-    sys.meta_path.insert(0, BlockPackage())
     from transformers import AutoModel, pipeline
 
     folder, texts = sys.argv[1], json.loads(sys.argv[2])
