@@ -9,12 +9,14 @@
     python -m modeling_mtl evaluate --model outputs/atis --config configuration/atis.yaml --token_decoding argmax
     python -m modeling_mtl inspect-data configuration/atis.yaml                           # before training
     python -m modeling_mtl export-onnx --model outputs/atis --output outputs/atis-onnx    # needs the onnx extra
+    python -m modeling_mtl serve --model outputs/atis --port 8000 --metrics              # needs the serve extra
 
 `predict` and `embed` print one JSON object / array per text (JSON Lines, in input order); with no TEXT they read
 one text per line from standard input (blank lines skipped), streaming. `evaluate` reads any data source that
 train_mtl.py accepts (`--data_dir` with `--data_format`, `--dataset_name`, column options, or the data keys of a run
 file with `--config`) and prints the metric table (`--json`: one JSON object). `export-onnx` writes `model.onnx`
-and its int8 quantisation `model_int8.onnx` (modeling_mtl/onnx_export.py).
+and its int8 quantisation `model_int8.onnx` (modeling_mtl/onnx_export.py). `serve` answers HTTP requests with
+dynamic batching (modeling_mtl/serving.py).
 
 The model is loaded with this package's classes (`MultiTaskModel.from_pretrained`): no code from the model folder
 runs. Errors (a missing folder, a folder that holds another kind of model, an empty input, a missing split) end with
@@ -41,6 +43,16 @@ DATA_KEYS = (
 )
 SPLIT_CHOICES = ("train", "validation", "test")
 ONNX_CHOICES = ("fp32", "int8")
+# `serve`'s limits, the fields of serving.ServeOptions (`--batch_size` is its max_batch_size).
+SERVE_OPTIONS = (
+    ("max_wait_ms", float, 5.0, "how long a text waits for others to share its forward pass, in ms"),
+    ("max_queue", int, 256, "most texts waiting for the model; past it, 503 with Retry-After"),
+    ("max_texts_per_request", int, 64, "most texts in one request (413 past it)"),
+    ("max_chars_per_text", int, 2000, "most characters in one text (422 past it)"),
+    ("max_body_bytes", int, 1_000_000, "largest request body (413 past it)"),
+    ("request_timeout_s", float, 30.0, "seconds from a request's arrival to its answer (504 past it)"),
+    ("body_timeout_s", float, 10.0, "most seconds between two parts of a request body (408 past it)"),
+)
 
 
 class CommandError(Exception):
@@ -55,7 +67,7 @@ def build_parser():
         prog="python -m modeling_mtl",
         description="Use a trained multi-task model (a folder written by train_mtl.py, or a Hub repo id).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{predict,embed,evaluate,export-onnx}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{predict,embed,evaluate,export-onnx,inspect-data,serve}")
 
     def add_model_options(command):
         command.add_argument("--model", required=True, help="model folder (or Hub repo id)")
@@ -136,6 +148,19 @@ def build_parser():
     export.add_argument("--output", required=True, help="folder to write (created; files of the same name replaced)")
     export.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True,
                         help="also write model_int8.onnx (default: yes)")
+
+    serve = commands.add_parser(
+        "serve", help="an HTTP server with dynamic batching (needs the serve extra)",
+        description="Serve /predict, /embed, /model/parse (Rasa), /health, /ready, /info (and /metrics) with "
+        "FastAPI and uvicorn; concurrent requests share forward passes. SIGTERM: finish accepted requests, exit 0.",
+    )
+    add_model_options(serve)
+    add_decoding_option(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    for name, kind, default, text in SERVE_OPTIONS:
+        serve.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default})")
+    serve.add_argument("--metrics", action="store_true", help="serve Prometheus metrics at /metrics")
 
     inspect = commands.add_parser(
         "inspect-data", help="what a run would train on, before training",
@@ -507,6 +532,24 @@ def run_export(args, stdout):
         print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)", file=stdout)
 
 
+def run_serve(args):
+    try:
+        from .serving import ServeOptions, create_app, serve
+    except ImportError as error:
+        raise CommandError(f"serve needs the serve extra ({error}): pip install 'modeling-mtl[serve]'") from None
+    try:
+        options = ServeOptions(max_batch_size=args.batch_size, metrics=args.metrics,
+                               **{name: getattr(args, name) for name, *_ in SERVE_OPTIONS}).check()
+    except ValueError as error:
+        raise CommandError(str(error).replace("max_batch_size", "--batch_size")) from None
+    if args.bf16:
+        raise CommandError("--bf16 does not apply to serve (the model runs in fp32 in a worker thread)")
+    if not 0 <= args.port < 65536:
+        raise CommandError(f"--port must be between 0 and 65535, got {args.port}")
+    model = load_model(args.model, args.device, args.compile, args.onnx, args.token_decoding)
+    return serve(create_app(model, options, model_name=args.model, onnx=args.onnx), args.host, args.port)
+
+
 def check_positive(name, value):
     if value is not None and value < 1:
         raise CommandError(f"{name} must be at least 1, got {value}")
@@ -535,6 +578,8 @@ def main(argv=None, stdin=None, stdout=None):
             run_predict(args, stdin, stdout)
         elif args.command == "embed":
             run_embed(args, stdin, stdout)
+        elif args.command == "serve":
+            return run_serve(args)
         else:
             run_evaluate(args, stdout)
     except CommandError as error:
