@@ -310,3 +310,16 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(model_dir, tmp_path
 def test_serve_refuses_bad_options_before_loading_the_model(model_dir, options, message, capsys):
     assert main(["serve", "--model", str(model_dir), *options]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_serve_runs_an_int8_onnx_export_like_its_onnx_model(model_dir, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra (onnx, onnxscript, onnxruntime) is not installed")
+    from modeling_mtl.onnx_export import OnnxMultiTaskModel, export_onnx
+
+    folder = export_onnx(MultiTaskModel.from_pretrained(model_dir).eval(), tmp_path / "onnx")
+    expected = OnnxMultiTaskModel.from_folder(folder, quantized=True).predict(TEXTS, top_k=2)
+    with running_server(folder, tmp_path, "--onnx", "int8") as server:
+        status, _, body = server.call("/predict", {"texts": TEXTS, "top_k": 2})
+        assert status == 200
+        assert_same_predictions(body["predictions"], expected)
+        assert server.call("/info")[2]["runtime"] == "onnxruntime (int8)"
