@@ -1,6 +1,7 @@
 """Command line of a trained multi-task model: `python -m modeling_mtl {predict,embed,evaluate,export-onnx} ...`.
 
     python -m modeling_mtl predict --model outputs/demo "Angela Merkel flew to Paris" "Buy a new laptop"
+    accelerate launch -m modeling_mtl predict --model outputs/atis --input big.jsonl --output out.jsonl  # sharded
     cat texts.txt | python -m modeling_mtl predict --model outputs/demo > predictions.jsonl
     cat texts.txt | python -m modeling_mtl predict --model outputs/demo --output-format label-studio > tasks.json
     python -m modeling_mtl embed --model outputs/demo "A sentence to embed."
@@ -103,6 +104,18 @@ def build_parser():
                          help="jsonl (default): one JSON line per text, streamed; label-studio: tasks with "
                          "pre-annotations (predictions with model_version and scores) to import and correct; "
                          "doccano / rasa: the predicted labels as that tool's data (read back as training data)")
+    predict.add_argument("--input", default=None,
+                         help="bulk mode: read the texts from this file (.jsonl, .txt, .csv, .parquet) or datasets "
+                         "folder as a stream, sharded across the processes of `accelerate launch`; needs --output")
+    predict.add_argument("--dataset", default=None, help="bulk mode: stream this Hub data set instead of --input")
+    predict.add_argument("--split", default=None, help="bulk mode: the split of --dataset or of a datasets folder")
+    predict.add_argument("--text_field", default="text", help="bulk mode: the field or column of the text (default text)")
+    predict.add_argument("--shard_size", type=int, default=1024,
+                         help="bulk mode: texts per shard, the unit of work, of atomic writes and of resuming")
+    predict.add_argument("--output", default=None,
+                         help="bulk mode: the JSON Lines file to write (every input once, in input order)")
+    predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                         help="bulk mode: show a progress bar with texts/s on standard error (default: yes)")
     predict.add_argument("--model_version", default=None,
                          help="Label Studio pre-annotations' model_version (default: the --model argument)")
     add_decoding_option(predict)
@@ -320,7 +333,36 @@ def stream(args, stdin, stdout, lines_of):
     return count
 
 
+def run_bulk_predict(args):
+    """`predict --input/--dataset ... --output ...`: sharded across the launcher's processes (bulk_predict.py)."""
+    from .bulk_predict import BulkInputError, bulk_predict
+
+    if args.output is None:
+        raise CommandError("--input / --dataset need --output (the JSON Lines file to write)")
+    if args.texts:
+        raise CommandError("give TEXT arguments or --input / --dataset, not both")
+    if args.input is not None and args.dataset is not None:
+        raise CommandError("give --input or --dataset, not both")
+    if args.output_format != "jsonl":
+        raise CommandError(f"--output-format {args.output_format} does not apply to bulk prediction (JSON Lines only)")
+    check_positive("--shard_size", args.shard_size)
+    options = {"batch_size": args.batch_size, "return_embeddings": args.return_embedding,
+               "aggregation_strategy": args.aggregation_strategy, "top_k": args.top_k}
+
+    def model_loader(device):
+        return load_model(args.model, args.device or str(device), args.compile, args.onnx, args.token_decoding)
+
+    try:
+        return bulk_predict(model_loader, args.output, path=args.input, dataset=args.dataset, split=args.split,
+                            field=args.text_field, shard_size=args.shard_size, predict_options=options,
+                            progress=args.progress)
+    except BulkInputError as error:
+        raise CommandError(str(error)) from None
+
+
 def run_predict(args, stdin, stdout):
+    if args.input is not None or args.dataset is not None or args.output is not None:
+        return run_bulk_predict(args)
     if args.output_format != "jsonl":
         return run_pre_annotations(args, stdin, stdout)
 
