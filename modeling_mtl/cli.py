@@ -68,7 +68,7 @@ def build_parser():
         prog="python -m modeling_mtl",
         description="Use a trained multi-task model (a folder written by train_mtl.py, or a Hub repo id).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{predict,embed,evaluate,export-onnx,inspect-data,serve}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{predict,embed,evaluate,export-onnx,inspect-data,serve,demo,space}")
 
     def add_model_options(command):
         command.add_argument("--model", required=True, help="model folder (or Hub repo id)")
@@ -174,6 +174,33 @@ def build_parser():
     for name, kind, default, text in SERVE_OPTIONS:
         serve.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default})")
     serve.add_argument("--metrics", action="store_true", help="serve Prometheus metrics at /metrics")
+
+    demo = commands.add_parser(
+        "demo", help="a Gradio demo in the browser (needs the demo extra)",
+        description="A Gradio app: type a text, see its label with the top scores and its entities highlighted; "
+        "a second tab reads several lines and offers the JSON Lines.",
+    )
+    add_model_options(demo)
+    add_decoding_option(demo)
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    demo.add_argument("--share", action=argparse.BooleanOptionalAction, default=False,
+                      help="ask Gradio for a public share link (default: no)")
+    demo.add_argument("--example", action="append", default=None, dest="examples", metavar="TEXT",
+                      help="an example text (repeatable; default: texts of the model's test_predictions.jsonl)")
+
+    space = commands.add_parser(
+        "space", help="write (and push) a Hugging Face Space folder for the model",
+        description="Write app.py, requirements.txt, space_config.json and a README with Space metadata; the app "
+        "loads the model with AutoModel and trust_remote_code (no dependency on this package).",
+    )
+    space.add_argument("--model", required=True, help="the trained model folder")
+    space.add_argument("--output", required=True, help="the Space folder to write")
+    space.add_argument("--repo_id", default=None,
+                       help="the model's Hub repo, which the Space loads (default: copy the model into the Space)")
+    space.add_argument("--title", default=None)
+    space.add_argument("--push", metavar="SPACE_ID", default=None, help="upload the folder as this Space")
+    space.add_argument("--private", action="store_true", help="with --push: a private Space")
 
     inspect = commands.add_parser(
         "inspect-data", help="what a run would train on, before training",
@@ -592,6 +619,37 @@ def run_serve(args):
     return serve(create_app(model, options, model_name=args.model, onnx=args.onnx), args.host, args.port)
 
 
+def run_demo(args):
+    try:
+        from .demo import build_demo
+    except ImportError as error:
+        raise CommandError(f"demo needs the demo extra ({error}): pip install 'modeling-mtl[demo]'") from None
+    from .space import model_examples
+
+    if not 0 <= args.port < 65536:
+        raise CommandError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.bf16:
+        raise CommandError("--bf16 does not apply to demo")
+    model = load_model(args.model, args.device, args.compile, args.onnx, args.token_decoding)
+    examples = args.examples if args.examples is not None else model_examples(args.model)
+    demo = build_demo(model, examples=examples, title=f"{os.path.basename(os.path.normpath(args.model))}")
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=False)
+    return 0
+
+
+def run_space(args, stdout):
+    from .space import push_space, write_space
+
+    try:
+        folder = write_space(args.model, args.output, repo_id=args.repo_id, title=args.title)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    print(f"Space folder written to {folder}", file=stdout)
+    if args.push:
+        print(f"pushed to {push_space(folder, args.push, private=args.private)}", file=stdout)
+    return 0
+
+
 def check_positive(name, value):
     if value is not None and value < 1:
         raise CommandError(f"{name} must be at least 1, got {value}")
@@ -622,6 +680,10 @@ def main(argv=None, stdin=None, stdout=None):
             run_embed(args, stdin, stdout)
         elif args.command == "serve":
             return run_serve(args)
+        elif args.command == "demo":
+            return run_demo(args)
+        elif args.command == "space":
+            return run_space(args, stdout)
         else:
             run_evaluate(args, stdout)
     except CommandError as error:

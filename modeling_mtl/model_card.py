@@ -584,8 +584,28 @@ def read_card_metadata(path):
     return ModelCard.load(path).data.to_dict()
 
 
+CARD_STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:24px auto;padding:0 16px;color:#1f2937}
+table{border-collapse:collapse;margin:12px 0}th,td{border:1px solid #d1d5db;padding:4px 8px;text-align:left}
+th{background:#f3f4f6}img{max-width:100%}pre{background:#f3f4f6;padding:8px;overflow:auto}code{font-size:90%}"""
+
+
+def card_html(card_text, title="Model card"):
+    """A card as the Hub shows it: the YAML header is metadata (not shown), Markdown with tables and fenced code,
+    images relative to the card's folder. Needs the `markdown` package (the demo and test extras)."""
+    import html
+    import re
+
+    import markdown
+
+    body = re.sub(r"\A---\n.*?\n---\n", "", card_text, count=1, flags=re.S)
+    rendered = markdown.markdown(body, extensions=["tables", "fenced_code"])
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CARD_STYLE}</style></head><body>{rendered}</body></html>")
+
+
 __all__ = [
     "ModelCardInputs",
+    "card_html",
     "embedding_sample",
     "find_template",
     "format_value",

@@ -138,3 +138,16 @@ class BlockPackage:
 
 sys.meta_path.insert(0, BlockPackage())
 """
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many browser tests ran (CI shows that they executed, not skipped)."""
+    def browser_reports(outcome):
+        return [r for r in terminalreporter.stats.get(outcome, [])
+                if getattr(r, "when", "call") in ("call", "setup") and "browser" in getattr(r, "keywords", {})]
+
+    passed, failed = browser_reports("passed"), browser_reports("failed")
+    skipped = {r.nodeid for r in browser_reports("skipped")}
+    if passed or failed or skipped:
+        terminalreporter.write_line(f"browser tests executed: {len({r.nodeid for r in passed + failed})} "
+                                    f"({len({r.nodeid for r in failed})} failed), skipped: {len(skipped)}")
