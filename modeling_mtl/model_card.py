@@ -482,6 +482,7 @@ class ModelCardInputs:
         embeddings_before: `(split, texts, labels, vectors)` computed before training (`embedding_sample`).
         reliability: `{"split", "before", "after"}`, the sentence head's `calibration.reliability_bins` of one split.
         model_id: what the usage snippet loads (the Hub id when the model is pushed; default: `output_dir`).
+        space: a Hugging Face Space id that demonstrates the model (default: the run's `demo_space`); linked.
         template: a card template other than the package's `model_card_template.md`.
         license: the card's `license` metadata.
     """
@@ -497,6 +498,7 @@ class ModelCardInputs:
     embeddings_before: tuple | None = None
     reliability: dict | None = None
     model_id: str | None = None
+    space: str | None = None
     template: str | Path | None = None
     license: str = "apache-2.0"
 
@@ -547,6 +549,7 @@ def write_model_card(inputs):
         config=config,
         model_name=model_name,
         model_id_literal=json.dumps(model_id),
+        space=inputs.space or getattr(training_args, "demo_space", None),
         base_model=config.encoder_name_or_path,
         base_model_is_hub=hub_base_model(config.encoder_name_or_path) is not None,
         encoder_type=config.encoder_config.model_type,

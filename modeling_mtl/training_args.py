@@ -240,6 +240,11 @@ class MultiTaskTrainingArguments(TrainingArguments):
     reject_target_recall: float = field(
         default=0.95, metadata={"help": "reject_threshold: auto keeps this share of the validation texts."}
     )
+    demo_space: str | None = field(
+        default=None,
+        metadata={"help": "A Hugging Face Space that demonstrates this model (`python -m modeling_mtl space ... --push "
+                  "ID`); the model card links it."},
+    )
 
     ema_decay: float | None = field(
         default=None,

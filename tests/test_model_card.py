@@ -179,6 +179,10 @@ def test_a_card_without_a_run_and_with_a_hub_encoder(tiny_model, tmp_path):
     assert 'model_id = "someone/bare"' in text and "This run was not evaluated." in text
     assert "label-smoothed with ε = 0.1" in text
     assert not re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert "demo Space" not in text  # none given
+    spaced = write_model_card(ModelCardInputs(folder, tiny_model, args, model_id="someone/bare", space="someone/demo"))
+    assert ("Try it in the demo Space: [someone/demo](https://huggingface.co/spaces/someone/demo)."
+            in spaced.read_text(encoding="utf-8"))
     assert hub_base_model("/abs/folder") is None and hub_base_model("./x") is None
     # The template is package data, and the repository's model_card.md is that same file.
     assert find_template().name == "model_card_template.md" and find_template().parent.name == "modeling_mtl"
