@@ -268,15 +268,17 @@ class MultiTaskInference:
         result = self.prediction_result(text, offsets, tags, scores, sentence_probs, strategy, embedding, top_k)
         return result, untagged
 
-    def sentence_result(self, sentence_probs, top_k=None):
+    def sentence_result(self, sentence_probs, top_k=None, empty=False):
         """`{"label", "score"}` of one text's sentence probabilities, with the config's rejection applied
-        (`"rejected_label"` when rejected) and, for `top_k`, `"intent_ranking"` (see `predict`)."""
+        (`"rejected_label"` when rejected) and, for `top_k`, `"intent_ranking"` (see `predict`). An `empty` text (no
+        word) is always rejected by a model that rejects at all: whatever its score, it says nothing in scope."""
         labels, config = self.config.sentence_labels, self.config
         ranked_scores, ranked_ids = sentence_probs.float().topk(min(len(labels), max(top_k or 0, 2)))
         best = float(ranked_scores[0])
         runner_up = float(ranked_scores[1]) if len(ranked_scores) > 1 else 0.0
         result = {"label": labels[int(ranked_ids[0])], "score": best}
-        if (config.reject_threshold is not None and best < config.reject_threshold) or (
+        rejects = config.reject_threshold is not None or config.ambiguity_margin is not None
+        if (rejects and empty) or (config.reject_threshold is not None and best < config.reject_threshold) or (
             config.ambiguity_margin is not None and best - runner_up < config.ambiguity_margin
         ):
             result = {"label": config.out_of_scope_label, "score": best, "rejected_label": result["label"]}
@@ -306,7 +308,7 @@ class MultiTaskInference:
             ]
         else:
             entities = bio_to_entities(text, tags, scores, offsets)
-        result = {**self.sentence_result(sentence_probs, top_k), "entities": entities}
+        result = {**self.sentence_result(sentence_probs, top_k, empty=not offsets), "entities": entities}
         if embedding is not None:
             result["embedding"] = embedding.float().cpu().tolist()
         return result

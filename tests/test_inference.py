@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import BLOCK_PACKAGE, SENTENCE_LABELS
+from conftest import BLOCK_PACKAGE, REPO, SENTENCE_LABELS, SHARED_DATA
 from test_pipeline import assert_same
 
 TEXTS = ["fly from boston to new york", "buy a new laptop", "hello", "what is the weather in paris"]
@@ -94,6 +94,43 @@ def test_two_labels_closer_than_the_margin_are_rejected(model):
     model.config.ambiguity_margin = None
     model.config.reject_threshold = 0.0
     assert all(result["label"] != "out_of_scope" for result in model.predict(TEXTS))
+
+
+@pytest.mark.parametrize("empty", ["", "   ", "\n\t", []])
+def test_a_text_without_words_is_rejected_by_a_model_that_rejects(model, empty):
+    (unconfigured,) = model.predict([empty])
+    assert "rejected_label" not in unconfigured  # a model without rejection still answers as always
+    model.config.reject_threshold = 0.0  # no score is below it: only the empty-text rule can reject
+    (result,) = model.predict([empty])
+    assert result == {**unconfigured, "label": "out_of_scope", "rejected_label": unconfigured["label"]}
+    assert "rejected_label" not in model.predict([TEXTS[0]])[0]
+    model.config.reject_threshold, model.config.ambiguity_margin = None, 0.0
+    assert model.predict([empty])[0]["label"] == "out_of_scope"
+
+
+ATIS_MODEL = REPO / "outputs" / "atis_span_roundtrip" / "run_jointbert (original)"
+
+
+@pytest.mark.skipif(not (ATIS_MODEL / "config.json").is_file() or not (SHARED_DATA / "atis").is_dir(),
+                    reason="needs a trained ATIS model (python benchmarks/atis_span_roundtrip.py writes it) and "
+                    "../shared/data/atis")
+def test_a_trained_atis_model_rejects_empty_foreign_and_noisy_texts():
+    """Item 6 of the out-of-scope issue on a real model: calibrated on ATIS dev with reject_threshold auto (95% of
+    dev kept), as training does, every empty text, request in another language or script and noise string of
+    benchmarks/atis_confidence.py is rejected."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from atis_confidence import STRANGE_INPUTS, calibration
+
+    from modeling_mtl import MultiTaskModel
+
+    atis = MultiTaskModel.from_pretrained(ATIS_MODEL).eval()
+    figures = calibration(atis, ATIS_MODEL)
+    assert figures["test_sentence_ece_calibrated"] < 0.02
+    for group in ("empty", "other languages", "noise"):
+        results = atis.predict(STRANGE_INPUTS[group])
+        accepted = [(text, r["label"], r["score"]) for text, r in zip(STRANGE_INPUTS[group], results)
+                    if "rejected_label" not in r]
+        assert not accepted, f"{group}: accepted with a confident in-scope label: {accepted}"
 
 
 def test_the_pipeline_follows_the_config_like_predict(model):
