@@ -66,7 +66,7 @@ class StandInHub:
                     return self.reply(200, {"url": f"{hub.url}/{repo}", "name": repo})
                 if path == "/api/validate-yaml":
                     return self.reply(200, {})
-                match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(preupload|commit)/([^/]+)", path)
+                match = re.fullmatch(r"/api/(?:models|spaces)/([^/]+/[^/]+)/(preupload|commit)/([^/]+)", path)
                 if match and match.group(2) == "preupload":
                     files = json.loads(body)["files"]
                     return self.reply(200, {"files": [
@@ -200,3 +200,16 @@ def test_model_push_to_hub_uploads_the_folder_and_its_card_in_one_commit(in_proc
     assert "library_name: transformers" in card and '- "custom_code"' in card and '- "demo"' in card
     assert 'AutoModel.from_pretrained("tester/bare", trust_remote_code=True)' in card
     assert TOKEN not in card
+
+
+def test_a_space_folder_is_pushed_as_a_gradio_space_in_one_commit(in_process_endpoint, tiny_model, tmp_path):
+    pytest.importorskip("gradio", reason="the demo extra is not installed")
+    from modeling_mtl.space import push_space, write_space
+
+    hub = in_process_endpoint
+    tiny_model.save_pretrained(tmp_path / "model")
+    folder = write_space(tmp_path / "model", tmp_path / "space", repo_id="tester/pushed")
+    url = push_space(folder, "tester/demo", token=TOKEN)
+    assert url == f"{hub.url}/spaces/tester/demo" and len(hub.commits) == 1 and not hub.unexpected
+    assert hub.created[0]["type"] == "space" and hub.created[0]["sdk"] == "gradio"
+    assert set(hub.commits[0]["files"]) == {"README.md", "app.py", "requirements.txt", "space_config.json"}
