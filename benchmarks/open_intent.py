@@ -187,14 +187,20 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--output_root", default=str(REPO / "outputs" / "open_intent"))
     parser.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "open_intent.json"))
+    parser.add_argument("--table", action="store_true", help="print the table of --result (no training)")
     args, overrides = parser.parse_known_args()
+    if args.table:
+        record = json.loads(Path(args.result).read_text())
+        record["summary"] = summarize(record["runs"])
+        return print_table(record)
     from train_mtl import main as train
 
     data = load_source(DataSource(data_dir=args.data_dir))
     classes = sorted(set(data["train"]["sentence_label"]))
     runs = []
-    for ratio in args.ratios:
-        for seed in args.seeds:
+    # Seeds outer: a run stopped early still has every ratio at the first seed(s).
+    for seed in args.seeds:
+        for ratio in args.ratios:
             known = known_classes(data["train"]["sentence_label"], ratio, seed)
             root = Path(args.output_root) / f"ratio{ratio}_seed{seed}"
             counts = make_folder(data, known, root / "data")
@@ -202,12 +208,19 @@ def main():
             train([args.config, "--data_dir", str(root / "data"), "--seed", str(seed), "--output_dir",
                    str(root / "model"), "--save_total_limit", "1", *overrides])
             figures = evaluate_run(root / "model", data, known)
+            results = json.loads((root / "model" / "all_results.json").read_text())
+            figures["calibration"] = {key: value for key, value in results.items()
+                                      if any(part in key for part in ("_ece", "_nll", "temperature"))}
             runs.append({"ratio": ratio, "seed": seed, "known": known, "known_examples": counts,
                          "minutes": round((time.perf_counter() - start) / 60, 1), "figures": figures})
             print(json.dumps(runs[-1]["figures"]))
             record = {"command": "python benchmarks/open_intent.py " + shlex.join(sys.argv[1:]), "config": args.config,
                       "overrides": overrides, "classes": len(classes), "runs": runs, "summary": summarize(runs)}
             Path(args.result).write_text(json.dumps(record, indent=2) + "\n")  # after every run
+    print_table(record)
+
+
+def print_table(record):
     print("\n| known | method | AUROC | FPR@95TPR | known acc. (no rejection) | known acc. | OOS recall | OOS precision "
           "| macro F1 (known + open) |\n|---|---|---|---|---|---|---|---|---|")
     for ratio, row in record["summary"].items():
