@@ -151,7 +151,6 @@ class MicroBatcher:
     async def _serve(self):
         loop = asyncio.get_running_loop()
         while True:
-            self._drop_abandoned()
             if not self.pending:
                 if self.closing:
                     return
@@ -185,12 +184,7 @@ class MicroBatcher:
                 start += len(job.texts)
 
     def _waiting_texts(self, key):
-        return sum(len(job.texts) for job in self.pending if job.key == key and not job.future.done())
-
-    def _drop_abandoned(self):
-        kept = collections.deque(job for job in self.pending if not job.future.done())
-        self.queued_texts -= sum(len(job.texts) for job in self.pending if job.future.done())
-        self.pending = kept
+        return sum(len(job.texts) for job in self.pending if job.key == key)
 
     def _take(self, key):
         batch, kept, size = [], collections.deque(), 0
@@ -289,9 +283,9 @@ class RequestGuard:
     and write the access-log line (and the request metrics). Plain ASGI rather than `@app.middleware("http")`, whose
     task group would wrap the errors raised while the body is read in an ExceptionGroup."""
 
-    def __init__(self, app, max_bytes, timeout_s, metrics=None, queue_depth=None):
+    def __init__(self, app, max_bytes, timeout_s, metrics=None):
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
-        self.metrics, self.queue_depth = metrics, queue_depth
+        self.metrics = metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -346,7 +340,6 @@ class RequestGuard:
             route = path if path in ROUTES else "other"
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(latency)
-            self.metrics.queue_depth.set(self.queue_depth())
 
 
 class Metrics:
@@ -495,7 +488,7 @@ def create_app(model, options=None, model_name=None, onnx=None):
             return PlainTextResponse(metrics.exposition(), media_type=metrics.prometheus.CONTENT_TYPE_LATEST)
 
     app.add_middleware(RequestGuard, max_bytes=options.max_body_bytes, timeout_s=options.body_timeout_s,
-                       metrics=metrics, queue_depth=lambda: batcher.queued_texts)
+                       metrics=metrics)
     app.state.batcher = batcher
     return app
 
