@@ -185,10 +185,11 @@ def bulk_predict(model_loader, output, path=None, dataset=None, split=None, fiel
     texts = input_texts(path, dataset, split, field)  # a missing file or unknown type fails before the model loads
     manifest = {**_describe_input(path, dataset, split, field), "shard_size": shard_size,
                 "predict_options": predict_options}
-    if state.is_main_process:
+    if state.is_main_process:  # writes the manifest of a new run; the others check it once it is there
         _check_manifest(parts, manifest, True)
     state.wait_for_everyone()
-    _check_manifest(parts, manifest, False)
+    if not state.is_main_process:
+        _check_manifest(parts, manifest, False)
     model = model_loader(state.device)
 
     total_shards = done_before = predicted = 0

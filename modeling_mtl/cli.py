@@ -83,6 +83,11 @@ def build_parser():
                              help="--model is a folder written by export-onnx: run its float32 or int8 graph with "
                              "onnxruntime on the CPU")
 
+    def add_address_options(command, default_port):
+        """--host and --port of a command that listens (serve, demo); checked by `check_listening_options`."""
+        command.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        command.add_argument("--port", type=int, default=default_port, help=f"port (default {default_port})")
+
     def add_decoding_option(command):
         command.add_argument("--token_decoding", choices=TOKEN_DECODINGS, default=None,
                              help="how word tags are read from the token head (default: the model's "
@@ -169,8 +174,7 @@ def build_parser():
     )
     add_model_options(serve)
     add_decoding_option(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    add_address_options(serve, 8000)
     for name, kind, default, text in SERVE_OPTIONS:
         serve.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default})")
     serve.add_argument("--metrics", action="store_true", help="serve Prometheus metrics at /metrics")
@@ -182,8 +186,7 @@ def build_parser():
     )
     add_model_options(demo)
     add_decoding_option(demo)
-    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    add_address_options(demo, 7860)
     demo.add_argument("--share", action=argparse.BooleanOptionalAction, default=False,
                       help="ask Gradio for a public share link (default: no)")
     demo.add_argument("--example", action="append", default=None, dest="examples", metavar="TEXT",
@@ -601,6 +604,14 @@ def run_export(args, stdout):
         print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)", file=stdout)
 
 
+def check_listening_options(args):
+    """What serve and demo refuse before loading the model."""
+    if args.bf16:
+        raise CommandError(f"--bf16 does not apply to {args.command} (the model runs in fp32 in a worker thread)")
+    if not 0 <= args.port < 65536:
+        raise CommandError(f"--port must be between 0 and 65535, got {args.port}")
+
+
 def run_serve(args):
     try:
         from .serving import ServeOptions, create_app, serve
@@ -611,10 +622,7 @@ def run_serve(args):
                                **{name: getattr(args, name) for name, *_ in SERVE_OPTIONS}).check()
     except ValueError as error:
         raise CommandError(str(error).replace("max_batch_size", "--batch_size")) from None
-    if args.bf16:
-        raise CommandError("--bf16 does not apply to serve (the model runs in fp32 in a worker thread)")
-    if not 0 <= args.port < 65536:
-        raise CommandError(f"--port must be between 0 and 65535, got {args.port}")
+    check_listening_options(args)
     model = load_model(args.model, args.device, args.compile, args.onnx, args.token_decoding)
     return serve(create_app(model, options, model_name=args.model, onnx=args.onnx), args.host, args.port)
 
@@ -626,10 +634,7 @@ def run_demo(args):
         raise CommandError(f"demo needs the demo extra ({error}): pip install 'modeling-mtl[demo]'") from None
     from .space import model_examples
 
-    if not 0 <= args.port < 65536:
-        raise CommandError(f"--port must be between 0 and 65535, got {args.port}")
-    if args.bf16:
-        raise CommandError("--bf16 does not apply to demo")
+    check_listening_options(args)
     model = load_model(args.model, args.device, args.compile, args.onnx, args.token_decoding)
     examples = args.examples if args.examples is not None else model_examples(args.model)
     demo = build_demo(model, examples=examples, title=f"{os.path.basename(os.path.normpath(args.model))}")
