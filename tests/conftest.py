@@ -100,6 +100,24 @@ def make_lively(model):
     return model
 
 
+def build_lively_model(tokenizer):
+    """A tiny random model (seed 0) with a lively token head and the MiniLM tokenizer, for module-scoped fixtures
+    (which cannot use the function-scoped `make_tiny_model`)."""
+    torch.manual_seed(0)
+    model = make_lively(MultiTaskModel(tiny_config(tokenizer.vocab_size)))
+    model.tokenizer = tokenizer
+    return model.eval()
+
+
+def free_port():
+    """A free TCP port on the loopback address, for a server a test starts."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture
 def lively_model(make_tiny_model):
     """A tiny random model whose token head predicts a mix of tags."""

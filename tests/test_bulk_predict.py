@@ -16,22 +16,15 @@ import pytest
 from modeling_mtl import MultiTaskModel
 from modeling_mtl.cli import main
 
-from conftest import REPO
+from conftest import REPO, build_lively_model
 
 TEXTS = ["fly from boston to new york", "", "buy a new laptop", "hello there", "book a table in paris for two"] * 7
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tokenizer):
-    from conftest import make_lively, tiny_config
-
-    import torch
-
-    torch.manual_seed(0)
-    model = make_lively(MultiTaskModel(tiny_config(tokenizer.vocab_size)))
-    model.tokenizer = tokenizer
     folder = tmp_path_factory.mktemp("bulk") / "model"
-    model.save_pretrained(folder)
+    build_lively_model(tokenizer).save_pretrained(folder)
     return folder
 
 

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BLOCK_PACKAGE, DEMO_DATA, REPO, make_lively, tiny_config
+from conftest import BLOCK_PACKAGE, DEMO_DATA, REPO, build_lively_model, free_port
 from modeling_mtl import MultiTaskModel
 
 gradio = pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
@@ -42,11 +41,7 @@ def browser():
 def model_dir(tmp_path_factory, tokenizer):
     """A tiny lively model saved with a rejection threshold between the best scores of TEXTS (so that some are
     rejected and some not) and a test_predictions.jsonl, whose texts become the demo's examples."""
-    import torch
-
-    torch.manual_seed(0)
-    model = make_lively(MultiTaskModel(tiny_config(tokenizer.vocab_size)))
-    model.tokenizer = tokenizer
+    model = build_lively_model(tokenizer)
     scores = sorted(prediction["score"] for prediction in model.predict(TEXTS))
     model.config.reject_threshold = (scores[0] + scores[-1]) / 2
     folder = tmp_path_factory.mktemp("demo") / "model"
@@ -58,12 +53,6 @@ def model_dir(tmp_path_factory, tokenizer):
 @pytest.fixture(scope="module")
 def reference(model_dir):
     return MultiTaskModel.from_pretrained(model_dir).eval()
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_app(command, log, env=None):

@@ -19,6 +19,7 @@ import urllib.request
 import numpy
 import pytest
 
+from conftest import build_lively_model, free_port
 from modeling_mtl import MultiTaskModel
 from modeling_mtl.cli import main
 
@@ -37,27 +38,14 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tokenizer):
-    from conftest import make_lively, tiny_config
-
-    import torch
-
-    torch.manual_seed(0)
-    model = make_lively(MultiTaskModel(tiny_config(tokenizer.vocab_size)))
-    model.tokenizer = tokenizer
     folder = tmp_path_factory.mktemp("served") / "model"
-    model.save_pretrained(folder)
+    build_lively_model(tokenizer).save_pretrained(folder)
     return folder
 
 
 @pytest.fixture(scope="module")
 def reference(model_dir):
     return MultiTaskModel.from_pretrained(model_dir).eval()
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Server:
