@@ -27,6 +27,8 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 from modeling_mtl import MultiTaskModel
 from modeling_mtl.calibration import (
     calibration_figures,
+    centroid_similarity,
+    class_centroids,
     collect_logits,
     fit_temperature,
     reliability_bins,
@@ -62,22 +64,39 @@ def load_data(data_args, seed):
 
 def calibrate(model, encoded, collator, training_args):
     """Fit the sentence head's temperature on the validation split (`config.sentence_temperature`, unless
-    `calibrate: false`) and set `config.reject_threshold` (a score, or "auto": chosen on validation); returns the
+    `calibrate: false`) and set `config.reject_threshold` (a score, or "auto": chosen on validation) on
+    `reject_score` (for centroid_cosine, the class centroids of the training embeddings go to
+    `config.sentence_centroids`); returns the
     calibration figures per metric prefix ("eval", "test") for all_results.json, and the reliability bins of the
     test split (else validation) before and after, for the model card. Every process computes the same figures (the
     whole splits, deterministic), so the saved config is the same whichever process writes it."""
+    threshold = training_args.reject_threshold
+    centroids = threshold is not None and training_args.reject_score == "centroid_cosine"
+    splits = ("validation", "test", "train") if centroids else ("validation", "test")
     logits = {split: collect_logits(model, encoded[split], collator, training_args.per_device_eval_batch_size)
-              for split in ("validation", "test") if split in encoded}
+              for split in splits if split in encoded}
     dev = logits["validation"]
     temperature = fit_temperature(dev["sentence_logits"], dev["sentence_labels"]) if training_args.calibrate else 1.0
     # The token head's temperature is measured, not applied: it would change bio_viterbi's choice of sequence.
     token_temperature = fit_temperature(dev["token_logits"], dev["token_labels"])
     model.config.sentence_temperature = temperature
-    threshold = training_args.reject_threshold
+    if centroids:
+        train = logits.pop("train")
+        model.config.sentence_centroids = [
+            [round(value, 6) for value in row]
+            for row in class_centroids(train["sentence_embedding"], train["sentence_labels"],
+                                       len(model.config.sentence_labels)).tolist()
+        ]
+        model.config.reject_score = "centroid_cosine"
+
+    def in_scope_scores(split_logits):
+        if centroids:
+            return centroid_similarity(split_logits["sentence_embedding"], model.config.sentence_centroids)
+        return (split_logits["sentence_logits"] / temperature).softmax(-1).max(-1).values
+
     if threshold == "auto":
         in_scope = dev["sentence_labels"] >= 0
-        scores = (dev["sentence_logits"][in_scope] / temperature).softmax(-1).max(-1).values
-        threshold = threshold_for_recall(scores, training_args.reject_target_recall)
+        threshold = threshold_for_recall(in_scope_scores(dev)[in_scope], training_args.reject_target_recall)
     model.config.reject_threshold = threshold
     figures = {}
     for split, prefix in (("validation", "eval"), ("test", "test")):
@@ -92,8 +111,8 @@ def calibrate(model, encoded, collator, training_args):
                                  token_temperature_measured=token_temperature,
                                  token_ece_at_measured_temperature=token["ece_calibrated"])
         if threshold is not None:
-            top = (logits[split]["sentence_logits"] / temperature).softmax(-1).max(-1).values
-            split_figures.update(reject_threshold=threshold, rejected_share=float((top < threshold).double().mean()))
+            rejected = in_scope_scores(logits[split]) < threshold
+            split_figures.update(reject_threshold=threshold, rejected_share=float(rejected.double().mean()))
         figures[prefix] = {f"{prefix}_{key}": value for key, value in split_figures.items()}
     logger.info(f"calibration: sentence temperature {temperature:.3f}, " + ", ".join(
         f"{key} {value:.4f}" for key, value in figures.get("eval", {}).items() if "ece" in key or "rejected" in key))

@@ -6,11 +6,14 @@
 1. Calibration, as train_mtl.py does it after training (`train_mtl.calibrate`): the sentence head's temperature fitted
    by NLL on the validation split, expected calibration error (15 bins) and NLL before and after on validation and
    test, the token head's ECE (and at its own fitted temperature, which is measured, not applied), and the
-   `reject_threshold: auto` score (keeps 95% of the validation texts).
+   `reject_threshold: auto` (keeps 95% of the validation texts), for each `reject_score`: `softmax` (the calibrated
+   best score) and `centroid_cosine` (the default: the sentence embedding's largest cosine similarity to a class
+   centroid of the training embeddings).
 2. Inputs outside ATIS (`STRANGE_INPUTS`: empty and blank text, ATIS-like requests in eight other languages and
-   scripts, unrelated English, and noise: random letters, digits, punctuation, emoji, word salad): for each, the label,
-   its calibrated score and whether `predict` rejects it at that threshold. The share rejected per group is the
-   figure; the same inputs through a model with rejection are checked in tests/test_inference.py.
+   scripts, unrelated English, and noise: random letters, digits, punctuation, emoji, word salad): for each score,
+   the label, its calibrated score (and centroid similarity) and whether `predict` rejects it at that threshold. The
+   share rejected per group is the figure; the same inputs through a model with rejection are checked in
+   tests/test_inference.py.
 JSON goes to `--output`.
 """
 
@@ -68,7 +71,8 @@ STRANGE_INPUTS = {
 }
 
 
-def calibration(model, model_dir):
+def calibration(model, model_dir, reject_score="centroid_cosine"):
+    """Calibrate `model` and set its auto threshold on `reject_score` as training does; its figures."""
     import train_mtl
 
     raw = load_source(DataSource(data_dir=str(SHARED / "atis")))
@@ -76,7 +80,7 @@ def calibration(model, model_dir):
     encoded, _ = encode_dataset_dict(raw, model.tokenizer, config.sentence_labels, config.token_labels,
                                      max_length=config.max_seq_length)
     settings = argparse.Namespace(calibrate=True, reject_threshold="auto", reject_target_recall=0.95,
-                                  per_device_eval_batch_size=128)
+                                  reject_score=reject_score, per_device_eval_batch_size=128)
     figures, _ = train_mtl.calibrate(model, encoded, MultiTaskCollator(model.tokenizer), settings)
     return {key: value for split in figures.values() for key, value in split.items()}
 
@@ -86,24 +90,27 @@ def main():
     parser.add_argument("--model", default=str(TRAINED_ATIS))
     parser.add_argument("--output", default=str(BENCHMARKS / "results" / "atis_confidence.json"))
     args = parser.parse_args()
-    model = MultiTaskModel.from_pretrained(args.model).eval()
-    figures = calibration(model, args.model)  # sets the model's temperature and auto threshold
-    print(json.dumps(figures, indent=2))
-    strange = {}
-    for group, texts in STRANGE_INPUTS.items():
-        results = model.predict(texts)
-        strange[group] = {
-            "rejected_share": sum("rejected_label" in r for r in results) / len(texts),
-            "max_score_of_an_accepted_text": max((r["score"] for r in results if "rejected_label" not in r),
-                                                 default=None),
-            "texts": [{"text": t, "label": r["label"], "best_label": r.get("rejected_label", r["label"]),
-                       "score": round(r["score"], 4), "rejected": "rejected_label" in r}
-                      for t, r in zip(texts, results)],
-        }
-        print(group, strange[group]["rejected_share"], strange[group]["max_score_of_an_accepted_text"])
-    report = {"command": "python benchmarks/atis_confidence.py " + " ".join(sys.argv[1:]), "model": args.model,
-              "calibration": figures, "reject_threshold": model.config.reject_threshold,
-              "sentence_temperature": model.config.sentence_temperature, "strange_inputs": strange}
+    report = {"command": "python benchmarks/atis_confidence.py " + " ".join(sys.argv[1:]), "model": args.model}
+    for reject_score in ("softmax", "centroid_cosine"):
+        model = MultiTaskModel.from_pretrained(args.model).eval()
+        figures = calibration(model, args.model, reject_score)  # sets the temperature and the auto threshold
+        print(reject_score, json.dumps(figures, indent=2))
+        strange = {}
+        for group, texts in STRANGE_INPUTS.items():
+            results = model.predict(texts)
+            strange[group] = {
+                "rejected_share": sum("rejected_label" in r for r in results) / len(texts),
+                "max_score_of_an_accepted_text": max((r["score"] for r in results if "rejected_label" not in r),
+                                                     default=None),
+                "texts": [{"text": t, "label": r["label"], "best_label": r.get("rejected_label", r["label"]),
+                           "score": round(r["score"], 4), "rejected": "rejected_label" in r,
+                           **({"centroid_similarity": round(r["centroid_similarity"], 4)}
+                              if "centroid_similarity" in r else {})}
+                          for t, r in zip(texts, results)],
+            }
+            print(reject_score, group, strange[group]["rejected_share"])
+        report[reject_score] = {"calibration": figures, "reject_threshold": model.config.reject_threshold,
+                                "sentence_temperature": model.config.sentence_temperature, "strange_inputs": strange}
     Path(args.output).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"written to {args.output}")
 

@@ -103,15 +103,16 @@ def calibration_figures(logits, labels, temperature: float) -> dict:
 @torch.no_grad()
 def collect_logits(model, dataset, collator, batch_size: int = 64) -> dict[str, torch.Tensor]:
     """Over an encoded split (`data.encode_dataset_dict`): `sentence_logits` [n, labels] with `sentence_labels` [n],
-    and `token_logits` [tokens, tags] with `token_labels` [tokens] at the positions that carry a tag (a word's
+    the L2-normalised `sentence_embedding` [n, hidden], and `token_logits` [tokens, tags] with `token_labels` [tokens] at the positions that carry a tag (a word's
     first sub-token), float32 on the CPU; the model is left in the mode it was in."""
     was_training = model.training
     model.eval()
-    sentence_logits, sentence_labels, token_logits, token_labels = [], [], [], []
+    sentence_logits, sentence_labels, token_logits, token_labels, embeddings = [], [], [], [], []
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
         inputs = {key: batch[key].to(model.device) for key in MODEL_INPUT_KEYS if key in batch}
         outputs = model(**inputs)
         sentence_logits.append(outputs.sentence_logits.float().cpu())
+        embeddings.append(torch.nn.functional.normalize(outputs.sentence_embedding.float().cpu(), dim=-1))
         sentence_labels.append(batch.get("sentence_labels", torch.full((len(batch["input_ids"]),), IGNORE_INDEX)))
         if "token_labels" in batch:
             labelled = batch["token_labels"] != IGNORE_INDEX
@@ -122,9 +123,28 @@ def collect_logits(model, dataset, collator, batch_size: int = 64) -> dict[str, 
     return {
         "sentence_logits": torch.cat(sentence_logits),
         "sentence_labels": torch.cat(sentence_labels),
+        "sentence_embedding": torch.cat(embeddings),
         "token_logits": torch.cat(token_logits) if token_logits else torch.zeros(0, len(tags)),
         "token_labels": torch.cat(token_labels) if token_labels else torch.zeros(0, dtype=torch.long),
     }
+
+
+def class_centroids(embeddings, labels, num_classes: int) -> torch.Tensor:
+    """`[num_classes, hidden]`: the L2-normalised mean of each class's (normalised) embeddings; a class without an
+    example (or an unlabelled row, label < 0) contributes a zero row, which no text is close to."""
+    embeddings = torch.nn.functional.normalize(torch.as_tensor(embeddings, dtype=torch.float32), dim=-1)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    centroids = torch.zeros(num_classes, embeddings.shape[-1])
+    labelled = labels >= 0
+    centroids.index_add_(0, labels[labelled], embeddings[labelled])
+    return torch.nn.functional.normalize(centroids, dim=-1)
+
+
+def centroid_similarity(embeddings, centroids) -> torch.Tensor:
+    """`[n]`: each embedding's largest cosine similarity to a centroid (`config.reject_score="centroid_cosine"`; the
+    remote code computes the same in `inference_mtl.MultiTaskInference.in_scope_scores`)."""
+    embeddings = torch.nn.functional.normalize(torch.as_tensor(embeddings, dtype=torch.float32), dim=-1)
+    return (embeddings @ torch.as_tensor(centroids, dtype=torch.float32).T).max(-1).values
 
 
 def threshold_for_recall(scores, target_recall: float) -> float:
@@ -138,4 +158,4 @@ def threshold_for_recall(scores, target_recall: float) -> float:
     return ordered[int(math.floor(len(ordered) * (1 - target_recall) + 1e-9))] if target_recall < 1 else ordered[0]
 
 
-__all__ = ["ECE_BINS", "TEMPERATURE_RANGE", "calibration_figures", "collect_logits", "threshold_for_recall", "expected_calibration_error", "fit_temperature", "reliability_bins"]
+__all__ = ["ECE_BINS", "TEMPERATURE_RANGE", "calibration_figures", "centroid_similarity", "class_centroids", "collect_logits", "threshold_for_recall", "expected_calibration_error", "fit_temperature", "reliability_bins"]

@@ -8,7 +8,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-from .schema_mtl import MODEL_TYPE, POOLING_MODES, TOKEN_DECODINGS  # noqa: F401 (re-exported)
+from .schema_mtl import MODEL_TYPE, POOLING_MODES, REJECT_SCORES, TOKEN_DECODINGS  # noqa: F401 (re-exported)
 
 # Decoder-only encoder families. Only their last token has seen the whole input, so `from_encoder` gives them
 # `pooling_mode="last"`. Unlisted types count as decoder-only when they have a causal-LM head, no masked-LM head and
@@ -103,10 +103,22 @@ def _check_rejection(config) -> None:
     temperature = config.sentence_temperature
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
         raise ValueError(f"`sentence_temperature` must be a positive number, got {temperature!r}")
-    for name in ("reject_threshold", "ambiguity_margin"):
+    if config.reject_score not in REJECT_SCORES:
+        raise ValueError(f"`reject_score` is {config.reject_score!r}; choose one of {list(REJECT_SCORES)}")
+    # A cosine similarity lies in [-1, 1], a probability in [0, 1].
+    lowest = {"reject_threshold": -1 if config.reject_score == "centroid_cosine" else 0, "ambiguity_margin": 0}
+    for name, low in lowest.items():
         value = getattr(config, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
-            raise ValueError(f"`{name}` must be a score in [0, 1] or None, got {value!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= 1):
+            raise ValueError(f"`{name}` must be a score in [{low}, 1] or None, got {value!r}")
+    centroids = config.sentence_centroids
+    if config.reject_score == "centroid_cosine" and centroids is None:
+        raise ValueError("`reject_score` centroid_cosine needs `sentence_centroids` (one row per sentence label)")
+    if centroids is not None:
+        rows = len(config.sentence_labels)
+        if (not isinstance(centroids, (list, tuple)) or len(centroids) != rows
+                or any(not isinstance(row, (list, tuple)) or len(row) != len(centroids[0]) or not row for row in centroids)):
+            raise ValueError(f"`sentence_centroids` must be {rows} rows (one per sentence label) of equal length")
     if not isinstance(config.out_of_scope_label, str) or not config.out_of_scope_label.strip():
         raise ValueError(f"`out_of_scope_label` must be a non-empty string, got {config.out_of_scope_label!r}")
 
@@ -161,6 +173,14 @@ class MultiTaskConfig(PreTrainedConfig):
             `out_of_scope_label`; its entities are still returned.
         ambiguity_margin (`float`, *optional*):
             When set, a text whose two best sentence scores are closer than this is answered `out_of_scope_label`.
+        reject_score (`str`, *optional*, defaults to `"softmax"`):
+            What `reject_threshold` compares: `"softmax"` (the best sentence score, after the temperature) or
+            `"centroid_cosine"` (the largest cosine similarity of the sentence embedding to a class centroid of the
+            training embeddings, `sentence_centroids`; in [-1, 1]). The predicted label and its score are the
+            same either way.
+        sentence_centroids (`list[list[float]]`, *optional*):
+            One L2-normalised mean sentence embedding per sentence label (the training split's), for
+            `reject_score="centroid_cosine"`.
         out_of_scope_label (`str`, *optional*, defaults to `"out_of_scope"`):
             The label of a rejected text (it may be one of `sentence_labels`, for data that trains it as a class).
     """
@@ -183,6 +203,8 @@ class MultiTaskConfig(PreTrainedConfig):
     sentence_temperature: float = 1.0
     reject_threshold: float | None = None
     ambiguity_margin: float | None = None
+    reject_score: str = "softmax"
+    sentence_centroids: list[list[float]] | None = None
     out_of_scope_label: str = "out_of_scope"
     auto_map: dict | None = None
     custom_pipelines: dict | None = None

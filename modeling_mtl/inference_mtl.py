@@ -112,10 +112,11 @@ class MultiTaskInference:
 
         Sentence scores are `softmax(logits / config.sentence_temperature)` (calibrated when training fitted the
         temperature). `top_k=N` adds `"intent_ranking"`: the N best sentence labels, `[{"label", "score"}]`, highest
-        first. With `config.reject_threshold` (best score below it) or `config.ambiguity_margin` (two best scores
-        closer than it), a rejected text gets `"label": config.out_of_scope_label` and `"rejected_label"` (the best
-        label); `"score"` stays the best label's score, the ranking lists the labels as scored, and the entities
-        are returned as for any text.
+        first. With `config.reject_threshold` (best score below it; with `config.reject_score="centroid_cosine"`,
+        the embedding's largest cosine similarity to a class centroid, returned as `"centroid_similarity"`) or
+        `config.ambiguity_margin` (two best scores closer than it), a rejected text gets `"label":
+        config.out_of_scope_label` and `"rejected_label"` (the best label); `"score"` stays the best label's score,
+        the ranking lists the labels as scored, and the entities are returned as for any text.
 
         `aggregation_strategy` says how a word's tag comes from its sub-tokens, as in the token-classification
         pipeline: `"first"` (the first sub-token's prediction), `"average"` (the mean of the sub-tokens'
@@ -153,6 +154,7 @@ class MultiTaskInference:
                     strategy,
                     embedding=scores["sentence_embedding"][row] if return_embeddings else None,
                     top_k=top_k,
+                    in_scope_score=scores["in_scope_score"][row],
                 )
                 untagged_words += untagged
         self.train(was_training)
@@ -173,13 +175,25 @@ class MultiTaskInference:
     def score_batch(self, inputs):
         """Probabilities of both heads and the sentence embedding for a tokenised batch (CPU, float32):
         `{"sentence_probs": [batch, n_sentence_labels], "token_probs": [batch, seq, n_token_labels],
-        "sentence_embedding": [batch, hidden]}`; the sentence head's with `config.sentence_temperature`."""
+        "sentence_embedding": [batch, hidden], "in_scope_score": [batch]}`; the sentence head's with
+        `config.sentence_temperature`; `in_scope_score` is what rejection compares (`in_scope_scores`)."""
         outputs = self.logits_batch(inputs)
+        sentence_probs = (outputs["sentence_logits"].float() / float(self.config.sentence_temperature)).softmax(-1)
+        embedding = outputs["sentence_embedding"].float()
         return {
-            "sentence_probs": (outputs["sentence_logits"].float() / float(self.config.sentence_temperature)).softmax(-1),
+            "sentence_probs": sentence_probs,
             "token_probs": outputs["token_logits"].float().softmax(-1),
-            "sentence_embedding": outputs["sentence_embedding"].float(),
+            "sentence_embedding": embedding,
+            "in_scope_score": self.in_scope_scores(sentence_probs, embedding),
         }
+
+    def in_scope_scores(self, sentence_probs, embedding):
+        """What `config.reject_threshold` compares, per text (`[batch]`): the best sentence probability, or for
+        `reject_score="centroid_cosine"` the largest cosine similarity of the embedding to a class centroid."""
+        if self.config.reject_score == "centroid_cosine":
+            centroids = torch.tensor(self.config.sentence_centroids, dtype=torch.float32)
+            return (torch.nn.functional.normalize(embedding.float(), dim=-1) @ centroids.T).max(-1).values
+        return sentence_probs.max(-1).values
 
     def tokenize_words(self, word_lists, to_device=True):
         """Tokenise lists of words (`is_split_into_words=True`), padded and truncated to `config.max_seq_length`.
@@ -260,28 +274,39 @@ class MultiTaskInference:
         aggregation_strategy="first",
         embedding=None,
         top_k=None,
+        in_scope_score=None,
     ):
         """One `predict` result from one sequence's probabilities (see `score_batch` and `decode_words`); returns
         `(result, untagged_words)`."""
         strategy = self.check_aggregation_strategy(aggregation_strategy)
         tags, scores, untagged = self.decode_words(token_probs, word_ids, len(words), strategy)
-        result = self.prediction_result(text, offsets, tags, scores, sentence_probs, strategy, embedding, top_k)
+        result = self.prediction_result(text, offsets, tags, scores, sentence_probs, strategy, embedding, top_k,
+                                        in_scope_score)
         return result, untagged
 
-    def sentence_result(self, sentence_probs, top_k=None, empty=False):
+    def sentence_result(self, sentence_probs, top_k=None, empty=False, in_scope_score=None):
         """`{"label", "score"}` of one text's sentence probabilities, with the config's rejection applied
         (`"rejected_label"` when rejected) and, for `top_k`, `"intent_ranking"` (see `predict`). An `empty` text (no
-        word) is always rejected by a model that rejects at all: whatever its score, it says nothing in scope."""
+        word) is always rejected by a model that rejects at all: whatever its score, it says nothing in scope.
+        `in_scope_score` is the text's `score_batch` value, which `reject_threshold` compares (without it, the
+        best probability); with `reject_score="centroid_cosine"` the result carries it as `"centroid_similarity"`."""
         labels, config = self.config.sentence_labels, self.config
         ranked_scores, ranked_ids = sentence_probs.float().topk(min(len(labels), max(top_k or 0, 2)))
         best = float(ranked_scores[0])
         runner_up = float(ranked_scores[1]) if len(ranked_scores) > 1 else 0.0
         result = {"label": labels[int(ranked_ids[0])], "score": best}
-        rejects = config.reject_threshold is not None or config.ambiguity_margin is not None
-        if (rejects and empty) or (config.reject_threshold is not None and best < config.reject_threshold) or (
-            config.ambiguity_margin is not None and best - runner_up < config.ambiguity_margin
-        ):
-            result = {"label": config.out_of_scope_label, "score": best, "rejected_label": result["label"]}
+        if config.reject_score == "centroid_cosine":
+            if in_scope_score is None:
+                raise ValueError("reject_score centroid_cosine needs the text's in_scope_score (see score_batch)")
+            in_scope_score = float(in_scope_score)
+            result["centroid_similarity"] = in_scope_score
+        elif in_scope_score is None:
+            in_scope_score = best
+        threshold, margin = config.reject_threshold, config.ambiguity_margin
+        if ((threshold is not None or margin is not None) and empty) or (
+            threshold is not None and float(in_scope_score) < threshold
+        ) or (margin is not None and best - runner_up < margin):
+            result = {**result, "label": config.out_of_scope_label, "rejected_label": result["label"]}
         if top_k:
             result["intent_ranking"] = [
                 {"label": labels[int(index)], "score": float(score)}
@@ -290,7 +315,8 @@ class MultiTaskInference:
         return result
 
     def prediction_result(
-        self, text, offsets, tags, scores, sentence_probs, aggregation_strategy, embedding=None, top_k=None
+        self, text, offsets, tags, scores, sentence_probs, aggregation_strategy, embedding=None, top_k=None,
+        in_scope_score=None,
     ):
         """One `predict` result from a text's decoded word tags and scores and its sentence probabilities."""
         if aggregation_strategy == "none":
@@ -308,7 +334,8 @@ class MultiTaskInference:
             ]
         else:
             entities = bio_to_entities(text, tags, scores, offsets)
-        result = {**self.sentence_result(sentence_probs, top_k, empty=not offsets), "entities": entities}
+        result = {**self.sentence_result(sentence_probs, top_k, empty=not offsets, in_scope_score=in_scope_score),
+                  "entities": entities}
         if embedding is not None:
             result["embedding"] = embedding.float().cpu().tolist()
         return result

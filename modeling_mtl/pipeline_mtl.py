@@ -108,6 +108,7 @@ class MultiTaskPipeline(Pipeline):
             aggregation_strategy=aggregation_strategy,
             embedding=model_outputs["sentence_embedding"][0] if return_embedding else None,
             top_k=top_k,
+            in_scope_score=model_outputs["in_scope_score"][0],
         )
         if untagged:
             logger.warning(

@@ -64,6 +64,8 @@ TASK_NAMES = tuple(task.name for task in TASKS)
 # Option choices, each written once.
 POOLING_MODES = ("mean", "cls", "max", "last")
 TOKEN_DECODINGS = ("argmax", "bio_viterbi")
+# What `reject_threshold` compares (configuration_mtl.MultiTaskConfig.reject_score).
+REJECT_SCORES = ("softmax", "centroid_cosine")
 # How `predict` and the `multitask` pipeline turn sub-token predictions into word tags.
 AGGREGATION_STRATEGIES = ("first", "average", "max", "none")
 

@@ -17,7 +17,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .data import DataSource
 from .modeling_mtl import DEFAULT_ENCODER
-from .schema_mtl import POOLING_MODES, TOKEN_DECODINGS
+from .schema_mtl import POOLING_MODES, REJECT_SCORES, TOKEN_DECODINGS
 from .transfer import (
     FREEZE_PRESETS,
     LOSS_WEIGHTINGS,
@@ -233,12 +233,21 @@ class MultiTaskTrainingArguments(TrainingArguments):
     reject_threshold: float | str | None = field(
         default=None,
         metadata={
-            "help": "Answer out_of_scope_label when the best (calibrated) sentence score is below this: a score, or "
-            "'auto' (chosen on validation to keep reject_target_recall of its texts); null: never reject."
+            "help": "Answer out_of_scope_label when the text's reject_score is below this: a score, or 'auto' (chosen "
+            "on validation to keep reject_target_recall of its texts); null: never reject."
         },
     )
     reject_target_recall: float = field(
         default=0.95, metadata={"help": "reject_threshold: auto keeps this share of the validation texts."}
+    )
+    reject_score: str = field(
+        default="centroid_cosine",
+        metadata={
+            "help": f"{' | '.join(REJECT_SCORES)}: what reject_threshold compares. centroid_cosine (the default: best "
+            "out-of-scope detection of benchmarks/open_intent.py): the largest cosine similarity of the sentence "
+            "embedding to a class centroid of the training embeddings (stored in the config; a threshold in [-1, 1]); "
+            "softmax: the best calibrated sentence score."
+        },
     )
     demo_space: str | None = field(
         default=None,
@@ -258,16 +267,19 @@ class MultiTaskTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.ema_decay is not None:
             check_ema_decay(self.ema_decay)
+        if self.reject_score not in REJECT_SCORES:
+            raise ValueError(f"reject_score is {self.reject_score!r}; choose one of {list(REJECT_SCORES)}")
+        low = -1 if self.reject_score == "centroid_cosine" else 0  # a cosine similarity, or a probability
         threshold = self.reject_threshold
         if isinstance(threshold, str) and threshold != "auto":
             try:
                 threshold = self.reject_threshold = float(threshold)  # from a --reject_threshold override
             except ValueError:
-                raise ValueError(f"reject_threshold is {threshold!r}; give a score in [0, 1], 'auto' or null") from None
+                raise ValueError(f"reject_threshold is {threshold!r}; give a score in [{low}, 1], 'auto' or null") from None
         if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
             threshold = self.reject_threshold = float(threshold)
-            if not 0 <= threshold <= 1:
-                raise ValueError(f"reject_threshold is {threshold}; give a score in [0, 1], 'auto' or null")
+            if not low <= threshold <= 1:
+                raise ValueError(f"reject_threshold is {threshold}; give a score in [{low}, 1], 'auto' or null")
         if not 0 < self.reject_target_recall <= 1:
             raise ValueError(f"reject_target_recall is {self.reject_target_recall}; give a share in (0, 1]")
         # Without an accelerator, run as a CPU job: this is what makes several processes (accelerate's multi-GPU

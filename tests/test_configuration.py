@@ -89,10 +89,14 @@ def test_rejection_settings_are_checked(overrides, message):
     assert MultiTaskConfig(sentence_labels=["a", "b"], reject_threshold=0.5, ambiguity_margin=0.1).reject_threshold == 0.5
 
 
-@pytest.mark.parametrize(("value", "message"), [("2", r"reject_threshold is 2.0; give a score in \[0, 1\]"),
-                                                ("maybe", r"reject_threshold is 'maybe'; give a score in \[0, 1\]")])
-def test_run_file_rejection_keys_are_checked(value, message, tmp_path):
+@pytest.mark.parametrize(("options", "message"), [
+    (["--reject_threshold", "2"], r"reject_threshold is 2.0; give a score in \[-1, 1\]"),  # the default: a cosine
+    (["--reject_threshold", "-0.5", "--reject_score", "softmax"], r"reject_threshold is -0.5; give a score in \[0, 1\]"),
+    (["--reject_threshold", "maybe"], r"reject_threshold is 'maybe'; give a score in \[-1, 1\]"),
+    (["--reject_score", "energy"], r"reject_score is 'energy'; choose one of \['softmax', 'centroid_cosine'\]"),
+])
+def test_run_file_rejection_keys_are_checked(options, message, tmp_path):
     from modeling_mtl.training_args import parse_arguments
 
     with pytest.raises(ValueError, match=message):
-        parse_arguments(["--output_dir", str(tmp_path), "--reject_threshold", value])
+        parse_arguments(["--output_dir", str(tmp_path), *options])

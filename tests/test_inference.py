@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import BLOCK_PACKAGE, REPO, SENTENCE_LABELS, SHARED_DATA
+from modeling_mtl.calibration import centroid_similarity, class_centroids
 from test_pipeline import assert_same
 
 TEXTS = ["fly from boston to new york", "buy a new laptop", "hello", "what is the weather in paris"]
@@ -32,6 +33,17 @@ def midway(model, rejected):
     """A threshold that rejects the `rejected` lowest-scored of TEXTS, halfway between two scores."""
     scores = sorted(result["score"] for result in model.predict(TEXTS))
     return (scores[rejected - 1] + scores[rejected]) / 2
+
+
+def use_centroids(model, rejected):
+    """Switch `model` to centroid rejection: class centroids of TEXTS' embeddings (labelled 0, 1, 2, 0) and a
+    threshold that rejects the `rejected` texts least similar to their nearest centroid."""
+    centroids = class_centroids(model.encode(TEXTS, convert_to_tensor=True), [0, 1, 2, 0], len(SENTENCE_LABELS))
+    model.config.sentence_centroids = centroids.tolist()
+    model.config.reject_score = "centroid_cosine"
+    similarities = sorted(centroid_similarity(model.encode(TEXTS, convert_to_tensor=True), centroids).tolist())
+    model.config.reject_threshold = (similarities[rejected - 1] + similarities[rejected]) / 2
+    return centroids
 
 
 def sentence_logits(model, texts):
@@ -85,6 +97,45 @@ def test_a_score_under_the_threshold_is_rejected_with_its_entities_kept(model):
             assert after == before
 
 
+def test_centroid_rejection_compares_the_embedding_to_the_class_centroids(model):
+    plain = model.predict(TEXTS, top_k=2)
+    centroids = use_centroids(model, 2)
+    rejected = model.predict(TEXTS, top_k=2)
+    embeddings = torch.nn.functional.normalize(model.encode(TEXTS, convert_to_tensor=True), dim=-1)
+    expected = (embeddings @ centroids.T).max(-1).values
+    assert sum(result["label"] == "out_of_scope" for result in rejected) == 2
+    for before, after, similarity in zip(plain, rejected, expected.tolist()):
+        assert after["centroid_similarity"] == pytest.approx(similarity, abs=1e-5)
+        # The label's own score and the ranking stay the softmax's; only the decision to reject changes.
+        kept = {**before, "centroid_similarity": after["centroid_similarity"]}
+        if similarity < model.config.reject_threshold:
+            assert after == {**kept, "label": "out_of_scope", "rejected_label": before["label"]}
+        else:
+            assert after == kept
+    # A threshold of -1 rejects nothing (a cosine similarity is never below it); the empty-text rule still holds.
+    model.config.reject_threshold = -1.0
+    assert all("rejected_label" not in result for result in model.predict(TEXTS))
+    assert model.predict([""])[0]["label"] == "out_of_scope"
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"reject_score": "energy"}, r"`reject_score` is 'energy'; choose one of \['softmax', 'centroid_cosine'\]"),
+    ({"reject_score": "centroid_cosine"}, r"centroid_cosine needs `sentence_centroids`"),
+    ({"reject_score": "centroid_cosine", "sentence_centroids": [[1.0, 0.0]]}, r"must be 2 rows \(one per sentence"),
+    ({"reject_score": "centroid_cosine", "sentence_centroids": [[1.0, 0.0], [1.0]]}, r"of equal length"),
+    ({"reject_score": "centroid_cosine", "sentence_centroids": [[1.0], [0.5]], "reject_threshold": -1.5},
+     r"`reject_threshold` must be a score in \[-1, 1\]"),
+])
+def test_bad_centroid_settings_are_refused(settings, message):
+    from modeling_mtl import MultiTaskConfig
+
+    with pytest.raises(ValueError, match=message):
+        MultiTaskConfig(sentence_labels=["a", "b"], **settings)
+    config = MultiTaskConfig(sentence_labels=["a", "b"], reject_score="centroid_cosine",
+                             sentence_centroids=[[1.0, 0.0], [0.0, 1.0]], reject_threshold=-0.5)
+    assert config.reject_threshold == -0.5
+
+
 def test_two_labels_closer_than_the_margin_are_rejected(model):
     plain = model.predict(TEXTS, top_k=2)
     gaps = [result["intent_ranking"][0]["score"] - result["intent_ranking"][1]["score"] for result in plain]
@@ -116,8 +167,8 @@ ATIS_MODEL = REPO / "outputs" / "atis_span_roundtrip" / "run_jointbert (original
                     "../shared/data/atis")
 def test_a_trained_atis_model_rejects_empty_foreign_and_noisy_texts():
     """Item 6 of the out-of-scope issue on a real model: calibrated on ATIS dev with reject_threshold auto (95% of
-    dev kept), as training does, every empty text, request in another language or script and noise string of
-    benchmarks/atis_confidence.py is rejected."""
+    dev kept) on the default score (centroid_cosine), as training does, every empty text, request in another
+    language or script, unrelated English request and noise string of benchmarks/atis_confidence.py is rejected."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from atis_confidence import STRANGE_INPUTS, calibration
 
@@ -126,18 +177,22 @@ def test_a_trained_atis_model_rejects_empty_foreign_and_noisy_texts():
     atis = MultiTaskModel.from_pretrained(ATIS_MODEL).eval()
     figures = calibration(atis, ATIS_MODEL)
     assert figures["test_sentence_ece_calibrated"] < 0.02
-    for group in ("empty", "other languages", "noise"):
+    assert atis.config.reject_score == "centroid_cosine"
+    for group in ("empty", "other languages", "unrelated English", "noise"):
         results = atis.predict(STRANGE_INPUTS[group])
         accepted = [(text, r["label"], r["score"]) for text, r in zip(STRANGE_INPUTS[group], results)
                     if "rejected_label" not in r]
         assert not accepted, f"{group}: accepted with a confident in-scope label: {accepted}"
 
 
-def test_the_pipeline_follows_the_config_like_predict(model):
+@pytest.mark.parametrize("reject_score", ["softmax", "centroid_cosine"])
+def test_the_pipeline_follows_the_config_like_predict(model, reject_score):
     from modeling_mtl.pipeline_mtl import MultiTaskPipeline
 
     model.config.sentence_temperature = 1.3
     model.config.reject_threshold = midway(model, 1)
+    if reject_score == "centroid_cosine":
+        use_centroids(model, 1)
     pipe = MultiTaskPipeline(model=model)
     expected = model.predict(TEXTS, top_k=3)
     assert sum(result["label"] == "out_of_scope" for result in expected) == 1
@@ -160,14 +215,19 @@ CLIENT = BLOCK_PACKAGE + textwrap.dedent(
 )
 
 
-def test_a_clean_client_gets_the_calibrated_scores_rankings_and_rejections(model, tmp_path):
+@pytest.mark.parametrize("reject_score", ["softmax", "centroid_cosine"])
+def test_a_clean_client_gets_the_calibrated_scores_rankings_and_rejections(model, tmp_path, reject_score):
     model.config.sentence_temperature = 1.7
     model.config.reject_threshold = midway(model, 1)
+    if reject_score == "centroid_cosine":
+        use_centroids(model, 1)
     expected = json.loads(json.dumps(model.predict(TEXTS, top_k=3)))
     assert sum(result["label"] == "out_of_scope" for result in expected) == 1
     model.save_pretrained(tmp_path / "model")
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["sentence_temperature"] == 1.7 and saved["reject_threshold"] == model.config.reject_threshold
+    assert saved["reject_score"] == reject_score
+    assert (saved["sentence_centroids"] is None) == (reject_score == "softmax")
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}

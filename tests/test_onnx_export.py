@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnx, onnxscript, onnxruntime) is not installed")
 
@@ -51,17 +52,33 @@ def test_float32_graph_predicts_and_encodes_like_the_pytorch_model(exported):
     assert onnx_model.encode("hello").shape == (model.config.hidden_size,)
 
 
-def test_the_onnx_runtime_follows_temperature_ranking_and_rejection(exported):
+@pytest.mark.parametrize("reject_score", ["softmax", "centroid_cosine"])
+def test_the_onnx_runtime_follows_temperature_ranking_and_rejection(exported, reject_score):
     model, folder = exported
     onnx_model = OnnxMultiTaskModel.from_folder(folder)
+    embeddings = model.encode(TEXTS, convert_to_tensor=True)
+    # Centroids of two of the texts: the others are further from them, and the threshold lies between.
+    centroids = torch.nn.functional.normalize(embeddings[:2], dim=-1).tolist()
+    centroids += [[0.0] * len(centroids[0])] * (len(model.config.sentence_labels) - 2)
+    settings = {"sentence_temperature": 0.7, "reject_threshold": 0.5}
+    if reject_score == "centroid_cosine":
+        similarities = (torch.nn.functional.normalize(embeddings, dim=-1) @ torch.tensor(centroids).T).max(-1).values
+        settings.update(reject_score=reject_score, sentence_centroids=centroids,
+                        reject_threshold=float(similarities.sort().values[1:3].mean()))
     for config in (model.config, onnx_model.config):
-        config.sentence_temperature, config.reject_threshold = 0.7, 0.5
+        for key, value in settings.items():
+            setattr(config, key, value)
     try:
         ours, reference = onnx_model.predict(TEXTS, top_k=2), model.predict(TEXTS, top_k=2)
     finally:
         model.config.sentence_temperature, model.config.reject_threshold = 1.0, None
+        model.config.reject_score, model.config.sentence_centroids = "softmax", None
     assert [r["label"] for r in ours] == [r["label"] for r in reference]
     assert [r.get("rejected_label") for r in ours] == [r.get("rejected_label") for r in reference]
+    if reject_score == "centroid_cosine":
+        assert sum("rejected_label" in r for r in ours) == 2
+        assert [r["centroid_similarity"] for r in ours] == pytest.approx(
+            [r["centroid_similarity"] for r in reference], abs=1e-5)
     for got, expected in zip(ours, reference):
         assert [item["label"] for item in got["intent_ranking"]] == [item["label"] for item in expected["intent_ranking"]]
         assert [item["score"] for item in got["intent_ranking"]] == pytest.approx(

@@ -76,8 +76,18 @@ def complete_checkpoints(output):
 def interrupted(tmp_path_factory, tiny_encoder_dir, one_thread):
     """An uninterrupted reference run (in-process) and a `python train_mtl.py` subprocess killed with SIGKILL as soon
     as its first checkpoint is complete."""
-    base = tmp_path_factory.mktemp("sigkill")
-    run = SIGKILL_RUN + ["--encoder", tiny_encoder_dir]
+    return interrupt_and_reference(tmp_path_factory.mktemp("sigkill"), SIGKILL_RUN + ["--encoder", tiny_encoder_dir])
+
+
+@pytest.fixture(scope="module")
+def interrupted_length_grouped(tmp_path_factory, tiny_encoder_dir, one_thread):
+    """The same with batches grouped by length (trainer.LengthGroupedEpochSampler): killed mid-epoch (12 steps an
+    epoch, the first checkpoint at step 4), the reference run crosses into a second epoch."""
+    run = SIGKILL_RUN + ["--encoder", tiny_encoder_dir, "--train_sampling_strategy", "group_by_length"]
+    return interrupt_and_reference(tmp_path_factory.mktemp("sigkill_grouped"), run)
+
+
+def interrupt_and_reference(base, run):
     killed = base / "killed"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     with open(base / "killed.log", "w") as log:
@@ -130,7 +140,9 @@ def assert_same_as_reference(interrupted, trainer, output):
     assert predictions == (reference / "test_predictions.jsonl").read_text()
 
 
-def test_sigkilled_run_resumes_from_its_last_checkpoint(interrupted, tmp_path):
+@pytest.mark.parametrize("sampling", ["random", "group_by_length"])
+def test_sigkilled_run_resumes_from_its_last_checkpoint(sampling, request, tmp_path):
+    interrupted = request.getfixturevalue("interrupted" if sampling == "random" else "interrupted_length_grouped")
     output = tmp_path / "killed"
     shutil.copytree(interrupted["killed"], output)
     last = complete_checkpoints(output)[-1]

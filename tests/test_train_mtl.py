@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from conftest import DEMO_DATA, REPO
@@ -42,6 +43,11 @@ def test_demo_run_leaves_a_complete_model_folder(tiny_encoder_dir, tmp_path, cap
     config = json.loads((output / "config.json").read_text())
     assert config["sentence_temperature"] == results["eval_sentence_temperature"] == results["test_sentence_temperature"]
     assert config["reject_threshold"] == results["eval_reject_threshold"]  # --reject_threshold auto
+    # ... on the default score: the class centroids of the training embeddings, one normalised row per label.
+    assert config["reject_score"] == "centroid_cosine"
+    centroids = torch.tensor(config["sentence_centroids"])
+    assert centroids.shape == (len(config["sentence_labels"]), config["encoder_config"]["hidden_size"])
+    assert torch.allclose(centroids.norm(dim=-1), torch.ones(len(centroids)), atol=1e-5)
     assert results["eval_sentence_nll_calibrated"] <= results["eval_sentence_nll"] + 1e-9
     for name in ("sentence_ece", "sentence_ece_calibrated", "test_sentence_nll", "token_ece", "rejected_share"):
         assert any(key.endswith(name) for key in results), name

@@ -156,3 +156,118 @@ def test_label_smoothing_is_applied_to_both_tasks_and_keeps_accumulation_exact(m
         updated.append({name: p.detach().clone() for name, p in model.named_parameters()})
     for name, value in updated[0].items():
         assert torch.allclose(value, updated[1][name], atol=1e-5), name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Length-grouped batches (train_sampling_strategy: group_by_length)
+
+GROUPED_TEXTS = [" ".join(f"w{word}" for word in range(1 + index % 11)) + f" x{index}" for index in range(400)]
+
+
+def padding_share(lengths, order, batch_size):
+    batches = [[lengths[i] for i in order[start:start + batch_size]] for start in range(0, len(order), batch_size)]
+    return 1 - sum(map(sum, batches)) / sum(max(batch) * len(batch) for batch in batches)
+
+
+def test_length_grouped_sampler_draws_every_example_once_per_epoch_seeded_by_epoch():
+    from modeling_mtl.trainer import LengthGroupedEpochSampler
+
+    lengths = [3 + (index * 7) % 23 for index in range(200)]
+    sampler = LengthGroupedEpochSampler(lengths, batch_size=4, seed=5)
+    orders = []
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        orders.append(list(sampler))
+    assert all(sorted(order) == list(range(200)) for order in orders)  # each example exactly once an epoch
+    assert orders[0] == orders[2] != orders[1]  # the same order for the same (seed, epoch), not the global RNG
+    torch.manual_seed(0)
+    again = LengthGroupedEpochSampler(lengths, batch_size=4, seed=5)
+    assert list(again) == orders[0]
+    shuffled = torch.randperm(200, generator=torch.Generator().manual_seed(5)).tolist()
+    assert padding_share(lengths, orders[0], 4) < padding_share(lengths, shuffled, 4) / 3
+
+
+def test_group_by_length_trains_on_grouped_batches_and_evaluates_in_order(tiny_model, tokenizer, tmp_path):
+    from modeling_mtl.trainer import LengthGroupedEpochSampler
+
+    examples = [(text, "travel", ["O"] * len(text.split())) for text in GROUPED_TEXTS[:40]]
+    train = dataset(tokenizer, examples)
+    trainer = trainer_for(tiny_model, tokenizer, train, tmp_path, per_device_train_batch_size=4,
+                          gradient_accumulation_steps=2, train_sampling_strategy="group_by_length")
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedEpochSampler) and sampler.batch_size == 8 and sampler.seed == 7
+    assert sampler.lengths == [len(ids) for ids in train["input_ids"]]
+    # Evaluation keeps the data set's order (the metrics read predictions in it), whatever the training order.
+    assert isinstance(trainer._get_eval_sampler(train), torch.utils.data.SequentialSampler)
+    with pytest.raises(ValueError, match="task_sampling='proportional' replaces the train sampler, which "
+                       "train_sampling_strategy='group_by_length' also sets"):
+        trainer_for(tiny_model, tokenizer, train, tmp_path, train_sampling_strategy="group_by_length",
+                    task_sampling="proportional")
+
+
+GROUPED_DDP_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {repo!r})
+import torch
+from datasets import Dataset, DatasetDict
+from transformers import AutoTokenizer
+from modeling_mtl import MultiTaskModel
+from modeling_mtl.data import MultiTaskCollator, encode_dataset_dict
+from modeling_mtl.trainer import MultiTaskTrainer
+from modeling_mtl.training_args import MultiTaskTrainingArguments
+
+encoder, output, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+model = MultiTaskModel.from_encoder(encoder, sentence_labels=["a", "b"], token_labels=["O", "B-X", "I-X"])
+raw = Dataset.from_dict({{"text": texts, "words": [t.split() for t in texts], "sentence_label": ["a", "b"] * (len(texts) // 2),
+                         "tags": [["O"] * len(t.split()) for t in texts], "source": ["s"] * len(texts)}})
+encoded, _ = encode_dataset_dict(DatasetDict(train=raw), model.tokenizer, ["a", "b"], ["O", "B-X", "I-X"], 64)
+args = MultiTaskTrainingArguments(output_dir=output, per_device_train_batch_size=4, max_steps=4, seed=3,
+                                  train_sampling_strategy="group_by_length", eval_strategy="no", save_strategy="no",
+                                  load_best_model_at_end=False, report_to="none", logging_steps=1)
+trainer = MultiTaskTrainer(model=model, args=args, train_dataset=encoded["train"],
+                           data_collator=MultiTaskCollator(model.tokenizer))
+loader = trainer.get_train_dataloader()
+epochs = []
+for epoch in (0, 1):
+    loader.set_epoch(epoch)
+    epochs.append([[[int(i) for i, m in zip(row, mask) if m] for row, mask in zip(batch["input_ids"], batch["attention_mask"])]
+                   for batch in loader])
+trainer.train()
+weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+with open(os.path.join(output, f"rank{{args.process_index}}.json"), "w") as handle:
+    json.dump({{"world_size": args.world_size, "epochs": epochs, "weights": weights[:2000].tolist()}}, handle)
+"""
+
+
+def test_length_grouped_batches_under_two_process_ddp(tiny_encoder_dir, tmp_path):
+    """Both ranks draw the same grouped order and take their own batches of it: together every example exactly once
+    an epoch, none on both ranks; the weights stay identical."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    output = tmp_path / "ddp"
+    output.mkdir()
+    script = tmp_path / "grouped_ddp.py"
+    script.write_text(GROUPED_DDP_SCRIPT.format(repo=str(REPO)))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(REPO / "configuration" / "accelerate_ddp_cpu.yaml"), str(script), tiny_encoder_dir, str(output),
+               json.dumps(GROUPED_TEXTS)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((output / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0]["world_size"] == 2
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    for epoch in (0, 1):
+        seen = [tuple(row) for rank in ranks for batch in rank["epochs"][epoch] for row in batch]
+        assert len(seen) == len(set(seen)) == len(GROUPED_TEXTS)  # every example once, on one rank only
+        batches = [[len(row) for row in batch] for batch in ranks[0]["epochs"][epoch] + ranks[1]["epochs"][epoch]]
+        padding = 1 - sum(map(sum, batches)) / sum(max(batch) * len(batch) for batch in batches)
+        lengths = [length for batch in batches for length in batch]
+        order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(epoch)).tolist()
+        assert padding < padding_share(lengths, order, 4) / 3  # grouped batches of similar lengths
+    assert ranks[0]["epochs"][0] != ranks[0]["epochs"][1]
