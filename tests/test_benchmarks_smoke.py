@@ -179,3 +179,38 @@ def test_atis_errors_sorts_each_error_against_the_training_split(tmp_path):
     assert counts["word_errors"] == {"slot_unseen_under_intent": 2, "role": 1, "boundary": 1, "missed": 0,
                                      "spurious": 1, "other": 0}
     assert "| " + str(folder) + " | 5 | 2 | 1 | 1 | 1 | 2 | 1 | 1 | 0 | 1 | 0 |" in result["markdown"]
+
+
+def test_time_to_quality_records_a_curve_phases_and_the_minutes_to_a_target(tiny_encoder_dir, tmp_path):
+    time_to_quality = load_benchmark("time_to_quality.py", "time_to_quality_benchmark")
+    curve = [{"minutes": 1.0, "test": {"intent accuracy": 90, "slot F1": 80, "exact match": 50}},
+             {"minutes": 2.0, "test": {"intent accuracy": 95, "slot F1": 79, "exact match": 60}},
+             {"minutes": 3.0, "test": {"intent accuracy": 95, "slot F1": 81, "exact match": 60}}]
+    target = {"intent accuracy": 92, "slot F1": 80, "exact match": 55}
+    assert time_to_quality.minutes_to_reach(curve, target) == 3.0  # every metric at once
+    assert time_to_quality.minutes_to_reach(curve, {**target, "exact match": 61}) is None
+
+    output = tmp_path / "ttq.json"
+    options = (f"--encoder {tiny_encoder_dir} --data_dir {DEMO_DATA} --num_train_epochs 2 --max_train_samples 48 "
+               "--max_eval_samples 8 --per_device_train_batch_size 4 --max_seq_length 32")
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "time_to_quality.py"), "--variants",
+         "--variant", f"tiny=configuration/demo.yaml:{options}",
+         "--variant", f"grouped=configuration/demo.yaml:{options} --train_sampling_strategy group_by_length",
+         "--seeds", "3", "--target", "0", "0", "0", "--output", str(output), "--scratch", str(tmp_path / "runs")],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    for name in ("tiny", "grouped"):
+        (run,) = report["variants"][name]["runs"]
+        assert [point["step"] for point in run["curve"]] == [12, 24]  # one point per dev evaluation
+        assert all(set(point["test"]) == {"intent accuracy", "slot F1", "exact match"} for point in run["curve"])
+        assert run["phases_seconds"]["forward"] > 0 and run["phases_seconds"]["backward"] > 0
+        assert report["variants"][name]["summary"]["minutes_to_target"] == [run["curve"][0]["minutes"]]
+    assert (report["variants"]["grouped"]["summary"]["padding_share"]
+            < report["variants"]["tiny"]["summary"]["padding_share"])
+    assert output.with_suffix(".png").stat().st_size > 10_000
+    assert "| `grouped` |" in result.stdout
