@@ -27,7 +27,6 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 from modeling_mtl import MultiTaskModel
 from modeling_mtl.calibration import (
     calibration_figures,
-    centroid_similarity,
     class_centroids,
     collect_logits,
     fit_temperature,
@@ -89,10 +88,9 @@ def calibrate(model, encoded, collator, training_args):
         ]
         model.config.reject_score = "centroid_cosine"
 
-    def in_scope_scores(split_logits):
-        if centroids:
-            return centroid_similarity(split_logits["sentence_embedding"], model.config.sentence_centroids)
-        return (split_logits["sentence_logits"] / temperature).softmax(-1).max(-1).values
+    def in_scope_scores(split_logits):  # what predict compares with the threshold, from the config just set
+        probs = (split_logits["sentence_logits"] / temperature).softmax(-1)
+        return model.in_scope_scores(probs, split_logits["sentence_embedding"])
 
     if threshold == "auto":
         in_scope = dev["sentence_labels"] >= 0

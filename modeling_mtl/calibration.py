@@ -140,13 +140,6 @@ def class_centroids(embeddings, labels, num_classes: int) -> torch.Tensor:
     return torch.nn.functional.normalize(centroids, dim=-1)
 
 
-def centroid_similarity(embeddings, centroids) -> torch.Tensor:
-    """`[n]`: each embedding's largest cosine similarity to a centroid (`config.reject_score="centroid_cosine"`; the
-    remote code computes the same in `inference_mtl.MultiTaskInference.in_scope_scores`)."""
-    embeddings = torch.nn.functional.normalize(torch.as_tensor(embeddings, dtype=torch.float32), dim=-1)
-    return (embeddings @ torch.as_tensor(centroids, dtype=torch.float32).T).max(-1).values
-
-
 def threshold_for_recall(scores, target_recall: float) -> float:
     """The highest threshold that keeps at least `target_recall` of `scores` (in-scope texts' top scores): a text is
     rejected when its score is below the threshold."""
@@ -158,4 +151,4 @@ def threshold_for_recall(scores, target_recall: float) -> float:
     return ordered[int(math.floor(len(ordered) * (1 - target_recall) + 1e-9))] if target_recall < 1 else ordered[0]
 
 
-__all__ = ["ECE_BINS", "TEMPERATURE_RANGE", "calibration_figures", "centroid_similarity", "class_centroids", "collect_logits", "threshold_for_recall", "expected_calibration_error", "fit_temperature", "reliability_bins"]
+__all__ = ["ECE_BINS", "TEMPERATURE_RANGE", "calibration_figures", "class_centroids", "collect_logits", "threshold_for_recall", "expected_calibration_error", "fit_temperature", "reliability_bins"]

@@ -32,6 +32,13 @@ from .decoding_mtl import (
 logger = logging.getLogger(__name__)
 
 
+def centroid_similarity(embeddings, centroids) -> torch.Tensor:
+    """`[n]`: each embedding's largest cosine similarity to a (normalised) class centroid, the score of
+    `reject_score="centroid_cosine"` (train_mtl.py chooses its threshold with the same function)."""
+    embeddings = torch.nn.functional.normalize(torch.as_tensor(embeddings, dtype=torch.float32), dim=-1)
+    return (embeddings @ torch.as_tensor(centroids, dtype=torch.float32).T).max(-1).values
+
+
 class MultiTaskInference:
     """`encode`, `predict` and their building blocks, over a subclass's `logits_batch` and `embed_batch`."""
 
@@ -191,8 +198,7 @@ class MultiTaskInference:
         """What `config.reject_threshold` compares, per text (`[batch]`): the best sentence probability, or for
         `reject_score="centroid_cosine"` the largest cosine similarity of the embedding to a class centroid."""
         if self.config.reject_score == "centroid_cosine":
-            centroids = torch.tensor(self.config.sentence_centroids, dtype=torch.float32)
-            return (torch.nn.functional.normalize(embedding.float(), dim=-1) @ centroids.T).max(-1).values
+            return centroid_similarity(embedding, self.config.sentence_centroids)
         return sentence_probs.max(-1).values
 
     def tokenize_words(self, word_lists, to_device=True):

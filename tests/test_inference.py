@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import BLOCK_PACKAGE, REPO, SENTENCE_LABELS, SHARED_DATA
-from modeling_mtl.calibration import centroid_similarity, class_centroids
+from modeling_mtl.calibration import class_centroids
+from modeling_mtl.inference_mtl import centroid_similarity
 from test_pipeline import assert_same
 
 TEXTS = ["fly from boston to new york", "buy a new laptop", "hello", "what is the weather in paris"]
