@@ -49,10 +49,12 @@ PHASES = ("startup", "collate", "forward", "backward", "optimizer", "step_other"
 
 # ----------------------------------------------------------------------------------------------- one run (worker)
 
-def make_recording_trainer(base, test_split, clock):
+def make_recording_trainer(base, test_split, clock, profile=None):
     """A subclass of `base` (MultiTaskTrainer) that times the phases of a run and scores `test_split` at every dev
-    evaluation, off the clock."""
+    evaluation, off the clock; `profile` (a TrainerCallback) is added to it too."""
     from transformers import TrainerCallback
+
+    from modeling_mtl.metrics import build_compute_metrics
 
     class StepTimes(TrainerCallback):
         def __init__(self):
@@ -74,6 +76,10 @@ def make_recording_trainer(base, test_split, clock):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.add_callback(StepTimes())
+            if profile is not None:
+                self.add_callback(profile)
+            config = self.model.config
+            self.test_metrics = build_compute_metrics(test_split, config.sentence_labels, config.token_labels)
             collate = self.data_collator
 
             def timed_collate(features):
@@ -124,13 +130,10 @@ def make_recording_trainer(base, test_split, clock):
             return metrics
 
         def _record_point(self, dev_metrics):
-            from modeling_mtl.metrics import build_compute_metrics
-
             minutes = clock.now() / 60
             start = time.perf_counter()
             dev_compute = self.compute_metrics
-            config = self.model.config
-            self.compute_metrics = build_compute_metrics(test_split, config.sentence_labels, config.token_labels)
+            self.compute_metrics = self.test_metrics
             try:
                 test_metrics = self.predict(test_split, metric_key_prefix="curve").metrics
             finally:
@@ -205,10 +208,8 @@ def run_worker(args):
     del model
     clock.off_clock += time.perf_counter() - preparing
 
-    trainer_class = make_recording_trainer(train_mtl.MultiTaskTrainer, test_split, clock)
-    profile = None
-    if args.torch_profile_steps:
-        profile = start_torch_profile(trainer_class, args.torch_profile_steps)
+    profile = torch_profile(args.torch_profile_steps) if args.torch_profile_steps else None
+    trainer_class = make_recording_trainer(train_mtl.MultiTaskTrainer, test_split, clock, profile)
     train_mtl.MultiTaskTrainer = trainer_class  # train_mtl builds its trainer from this name
     clock.start, clock.off_clock = time.perf_counter(), 0.0
     trainer = train_mtl.main(argv)
@@ -226,41 +227,36 @@ def run_worker(args):
         "final_dev": {name: round(100 * results[f"eval_{key}"], 2) for name, key in METRICS.items()},
     }
     if profile is not None:
-        record["torch_profile"] = profile()
+        record["torch_profile"] = profile.table
     Path(args.record).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
-def start_torch_profile(trainer_class, steps):
-    """Profile training steps 10 .. 10+steps with torch.profiler; returns a function giving the top operators."""
+def torch_profile(steps):
+    """A TrainerCallback that runs torch.profiler over training steps 10 .. 10+steps; its `table` then holds the top
+    operators by self CPU time (made here: the benchmark's parent process does not import transformers)."""
     import torch
     from transformers import TrainerCallback
 
-    state = {"profiler": None, "table": None}
-
     class Profile(TrainerCallback):
-        def on_step_begin(self, args, trainer_state, control, **kwargs):
-            if trainer_state.global_step == 10 and state["profiler"] is None:
-                state["profiler"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
-                state["profiler"].__enter__()
+        def __init__(self):
+            self.profiler, self.table = None, None
 
-        def on_step_end(self, args, trainer_state, control, **kwargs):
-            if trainer_state.global_step == 10 + steps and state["profiler"] is not None and state["table"] is None:
-                state["profiler"].__exit__(None, None, None)
-                events = state["profiler"].key_averages()
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 10 and self.profiler is None:
+                self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                self.profiler.__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 10 + steps and self.profiler is not None and self.table is None:
+                self.profiler.__exit__(None, None, None)
+                events = self.profiler.key_averages()
                 total = sum(event.self_cpu_time_total for event in events)
                 top = sorted(events, key=lambda event: event.self_cpu_time_total, reverse=True)[:15]
-                state["table"] = [{"op": event.key, "self_cpu_share": round(event.self_cpu_time_total / total, 4),
-                                   "self_cpu_ms_per_step": round(event.self_cpu_time_total / 1000 / steps, 2),
-                                   "calls_per_step": round(event.count / steps, 1)} for event in top]
+                self.table = [{"op": event.key, "self_cpu_share": round(event.self_cpu_time_total / total, 4),
+                               "self_cpu_ms_per_step": round(event.self_cpu_time_total / 1000 / steps, 2),
+                               "calls_per_step": round(event.count / steps, 1)} for event in top]
 
-    original_init = trainer_class.__init__
-
-    def init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self.add_callback(Profile())
-
-    trainer_class.__init__ = init
-    return lambda: state["table"]
+    return Profile()
 
 
 # ------------------------------------------------------------------------------------------------- the benchmark
