@@ -101,31 +101,40 @@ def calibration_figures(logits, labels, temperature: float) -> dict:
 
 
 @torch.no_grad()
-def collect_logits(model, dataset, collator, batch_size: int = 64) -> dict[str, torch.Tensor]:
+def collect_logits(model, dataset, collator, batch_size: int = 64, tokens: bool = True) -> dict[str, torch.Tensor]:
     """Over an encoded split (`data.encode_dataset_dict`): `sentence_logits` [n, labels] with `sentence_labels` [n],
-    the L2-normalised `sentence_embedding` [n, hidden], and `token_logits` [tokens, tags] with `token_labels` [tokens] at the positions that carry a tag (a word's
-    first sub-token), float32 on the CPU; the model is left in the mode it was in."""
+    the L2-normalised `sentence_embedding` [n, hidden], and (unless `tokens=False`) `token_logits` [tokens, tags] with
+    `token_labels` [tokens] at the positions that carry a tag (a word's first sub-token), float32 on the CPU, in the
+    data set's order; the model is left in the mode it was in. Batches are drawn in order of length, which pads far
+    less than the data set's order."""
     was_training = model.training
     model.eval()
-    sentence_logits, sentence_labels, token_logits, token_labels, embeddings = [], [], [], [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    order = sorted(range(len(dataset)), key=lengths.__getitem__)
+    rows = [None] * len(dataset)  # per example: sentence logits, label, embedding, (token logits, token labels)
+    batches = DataLoader(dataset, batch_size=batch_size, sampler=order, collate_fn=collator)
+    for start, batch in zip(range(0, len(order), batch_size), batches):
         inputs = {key: batch[key].to(model.device) for key in MODEL_INPUT_KEYS if key in batch}
         outputs = model(**inputs)
-        sentence_logits.append(outputs.sentence_logits.float().cpu())
-        embeddings.append(torch.nn.functional.normalize(outputs.sentence_embedding.float().cpu(), dim=-1))
-        sentence_labels.append(batch.get("sentence_labels", torch.full((len(batch["input_ids"]),), IGNORE_INDEX)))
-        if "token_labels" in batch:
-            labelled = batch["token_labels"] != IGNORE_INDEX
-            token_logits.append(outputs.token_logits.float().cpu()[labelled])
-            token_labels.append(batch["token_labels"][labelled])
+        sentence_logits = outputs.sentence_logits.float().cpu()
+        embeddings = torch.nn.functional.normalize(outputs.sentence_embedding.float().cpu(), dim=-1)
+        sentence_labels = batch.get("sentence_labels", torch.full((len(batch["input_ids"]),), IGNORE_INDEX))
+        token_logits = outputs.token_logits.float().cpu() if tokens and "token_labels" in batch else None
+        for row, index in enumerate(order[start:start + batch_size]):
+            example = [sentence_logits[row], sentence_labels[row], embeddings[row]]
+            if token_logits is not None:
+                labelled = batch["token_labels"][row] != IGNORE_INDEX
+                example += [token_logits[row][labelled], batch["token_labels"][row][labelled]]
+            rows[index] = example
     model.train(was_training)
-    tags = model.config.token_labels
+    columns = list(zip(*rows))
+    tags = len(model.config.token_labels)
     return {
-        "sentence_logits": torch.cat(sentence_logits),
-        "sentence_labels": torch.cat(sentence_labels),
-        "sentence_embedding": torch.cat(embeddings),
-        "token_logits": torch.cat(token_logits) if token_logits else torch.zeros(0, len(tags)),
-        "token_labels": torch.cat(token_labels) if token_labels else torch.zeros(0, dtype=torch.long),
+        "sentence_logits": torch.stack(columns[0]),
+        "sentence_labels": torch.stack(columns[1]),
+        "sentence_embedding": torch.stack(columns[2]),
+        "token_logits": torch.cat(columns[3]) if len(columns) == 5 else torch.zeros(0, tags),
+        "token_labels": torch.cat(columns[4]) if len(columns) == 5 else torch.zeros(0, dtype=torch.long),
     }
 
 

@@ -75,3 +75,29 @@ def test_the_threshold_keeps_the_target_share_of_in_scope_scores():
     assert threshold_for_recall(scores, 1.0) == pytest.approx(0.01)
     with pytest.raises(ValueError, match="target recall must be in"):
         threshold_for_recall(scores, 0)
+
+
+def test_collect_logits_keeps_the_data_set_order_while_batching_by_length(make_tiny_model):
+    """Batches are drawn shortest first, but every row comes back where its example is, equal to that example's
+    own forward pass; `tokens=False` leaves the token logits out."""
+    from conftest import DEMO_DATA, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS
+    from modeling_mtl.calibration import collect_logits
+    from modeling_mtl.data import DataSource, MultiTaskCollator, encode_dataset_dict, load_sources
+
+    model = make_tiny_model(sentence_labels=DEMO_SENTENCE_LABELS, token_labels=DEMO_TOKEN_LABELS)
+    raw = load_sources([DataSource(data_dir=str(DEMO_DATA))])
+    split = encode_dataset_dict(raw, model.tokenizer, DEMO_SENTENCE_LABELS, DEMO_TOKEN_LABELS, max_length=64)[0]
+    split = split["validation"].select(range(20))
+    lengths = [len(ids) for ids in split["input_ids"]]
+    assert lengths != sorted(lengths)  # else the order would not be tested
+    collator = MultiTaskCollator(model.tokenizer)
+    batched = collect_logits(model, split, collator, batch_size=8)
+    alone = [collect_logits(model, split.select([index]), collator) for index in range(len(split))]
+    for key in ("sentence_logits", "sentence_embedding"):
+        assert torch.allclose(batched[key], torch.cat([one[key] for one in alone]), atol=1e-5), key
+    assert torch.equal(batched["sentence_labels"], torch.cat([one["sentence_labels"] for one in alone]))
+    assert torch.equal(batched["token_labels"], torch.cat([one["token_labels"] for one in alone]))
+    assert torch.allclose(batched["token_logits"], torch.cat([one["token_logits"] for one in alone]), atol=1e-5)
+    without = collect_logits(model, split, collator, batch_size=8, tokens=False)
+    assert without["token_logits"].shape == (0, len(DEMO_TOKEN_LABELS)) and len(without["token_labels"]) == 0
+    assert torch.equal(without["sentence_logits"], batched["sentence_logits"])
