@@ -72,7 +72,8 @@ def calibrate(model, encoded, collator, training_args):
     threshold = training_args.reject_threshold
     centroids = threshold is not None and training_args.reject_score == "centroid_cosine"
     splits = ("validation", "test", "train") if centroids else ("validation", "test")
-    logits = {split: collect_logits(model, encoded[split], collator, training_args.per_device_eval_batch_size)
+    logits = {split: collect_logits(model, encoded[split], collator, training_args.per_device_eval_batch_size,
+                                    tokens=split != "train")  # the centroids need only the sentence embeddings
               for split in splits if split in encoded}
     dev = logits["validation"]
     temperature = fit_temperature(dev["sentence_logits"], dev["sentence_labels"]) if training_args.calibrate else 1.0
@@ -121,6 +122,15 @@ def calibrate(model, encoded, collator, training_args):
                                                               labels[labelled])
                                       for stage, scale in (("before", 1.0), ("after", temperature))}}
     return figures, reliability
+
+
+def sorted_by_length(split):
+    """`split` in order of tokenised length, and for each example of `split` its position in the sorted copy."""
+    order = sorted(range(len(split)), key=[len(ids) for ids in split["input_ids"]].__getitem__)
+    positions = [0] * len(order)
+    for position, index in enumerate(order):
+        positions[index] = position
+    return split.select(order).flatten_indices(), positions
 
 
 def complete_checkpoint(folder):
@@ -194,6 +204,12 @@ def main(argv=None):
             label_all_tokens=data_args.label_all_tokens,
         )
 
+    # Evaluation and prediction run over the splits in order of length (they pad far less so); the records written
+    # at the end are put back in the data set's order.
+    positions = {}
+    for split in ("validation", "test"):
+        if split in encoded:
+            encoded[split], positions[split] = sorted_by_length(encoded[split])
     validation = encoded.get("validation")
     callbacks = []
     if training_args.early_stopping_patience:
@@ -249,7 +265,8 @@ def main(argv=None):
         trainer.save_metrics(prefix, metrics)
         if not trainer.is_world_process_zero():
             continue
-        predictions[split] = predictions_to_records(encoded[split], output.predictions, sentence_labels, token_labels)
+        records = predictions_to_records(encoded[split], output.predictions, sentence_labels, token_labels)
+        predictions[split] = [records[position] for position in positions[split]]
         if split == "test":
             path = os.path.join(training_args.output_dir, "test_predictions.jsonl")
             with open(path, "w", encoding="utf-8") as handle:

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from conftest import DEMO_DATA, REPO
 from test_modeling import run_clean_client
-from train_mtl import main
+from modeling_mtl.training_args import parse_arguments
+from train_mtl import load_data, main
 
 TINY_RUN = [
     "--max_train_samples", "48",
@@ -54,6 +55,13 @@ def test_demo_run_leaves_a_complete_model_folder(tiny_encoder_dir, tmp_path, cap
     assert results["eval_rejected_share"] == 0.0  # auto keeps at least 95% of the 12 validation texts: all of them
     lines = (output / "test_predictions.jsonl").read_text().splitlines()
     assert len(lines) == 12
+    # Predicted in order of length, written in the data set's order (train_mtl's own selection of 12 test examples).
+    _, data_args, training_args = parse_arguments([str(REPO / "configuration" / "demo.yaml"), "--data_dir",
+                                                   str(DEMO_DATA), "--output_dir", str(tmp_path / "x"), *TINY_RUN])
+    test_split = load_data(data_args, training_args.seed)[0]["test"]
+    assert [json.loads(line)["words"] for line in lines] == test_split["words"]
+    lengths = [len(words) for words in test_split["words"]]
+    assert lengths != sorted(lengths)
     record = json.loads(lines[0])
     assert {"text", "gold_label", "predicted_label", "gold_tags", "predicted_tags"} <= set(record)
     assert len(record["predicted_tags"]) == len(record["gold_tags"])
