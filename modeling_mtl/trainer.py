@@ -71,12 +71,14 @@ class LengthGroupedEpochSampler(torch.utils.data.Sampler):
     5%): transformers' `get_length_grouped_indices` (shuffle, sort by length within mega-batches of 50 batches, the
     longest batch first), drawn from a generator seeded by (`seed`, epoch) rather than torch's global one. So an
     epoch's order is the same after `--resume_from_checkpoint`, and under DDP every process draws the same order, of
-    which accelerate hands each its own batches (`batch_size` is the global batch)."""
+    which accelerate hands each its own batches (`batch_size` is the global batch). `mega_batch_batches` sets how
+    many batches are sorted together: fewer keep more of the random mix of lengths in a batch, and pad more."""
 
-    def __init__(self, lengths, batch_size: int, seed: int = 0):
+    def __init__(self, lengths, batch_size: int, seed: int = 0, mega_batch_batches: int = 50):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
+        self.mega_batch_batches = mega_batch_batches
         self.epoch = 0
 
     def set_epoch(self, epoch):
@@ -88,7 +90,8 @@ class LengthGroupedEpochSampler(torch.utils.data.Sampler):
     def __iter__(self):
         generator = torch.Generator()
         generator.manual_seed(self.seed + self.epoch)
-        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=self.mega_batch_batches,
+                                               generator=generator))
 
 
 class MultiTaskTrainer(Trainer):
@@ -192,15 +195,18 @@ class MultiTaskTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         """With `task_sampling`, draw sources with probability proportional to size^(1/T) (`TaskSampler`); with
-        `train_sampling_strategy: group_by_length`, batches of similar lengths (`LengthGroupedEpochSampler`)."""
+        `train_sampling_strategy: group_by_length`, batches of similar lengths (`LengthGroupedEpochSampler`; for a
+        data set that is not an encoded `datasets.Dataset`, Trainer's own length-grouped sampler)."""
         mode = getattr(self.args, "task_sampling", "none")
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        if mode == "none" and self.args.train_sampling_strategy == "group_by_length":
-            dataset = self.train_dataset if train_dataset is None else train_dataset
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        encoded = isinstance(dataset, datasets.Dataset) and "input_ids" in dataset.column_names
+        if mode == "none" and self.args.train_sampling_strategy == "group_by_length" and encoded:
             return LengthGroupedEpochSampler(
                 [len(ids) for ids in dataset["input_ids"]],
                 self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size,
                 seed=seed,
+                mega_batch_batches=getattr(self.args, "length_grouping_batches", 50),
             )
         if mode == "none":
             return super()._get_train_sampler(train_dataset)

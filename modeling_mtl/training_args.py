@@ -158,6 +158,11 @@ class MultiTaskTrainingArguments(TrainingArguments):
     label_names: list[str] | None = field(
         default_factory=lambda: ["sentence_labels", "token_labels"], metadata={"help": "Label inputs of the model."}
     )
+    length_grouping_batches: int = field(
+        default=50,
+        metadata={"help": "Under train_sampling_strategy: group_by_length, how many batches are sorted by length "
+                  "together: fewer keep more of a random mix of lengths in each batch (and pad more)."},
+    )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without improvement of metric_for_best_model."}
     )
@@ -267,6 +272,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.ema_decay is not None:
             check_ema_decay(self.ema_decay)
+        if self.length_grouping_batches < 1:
+            raise ValueError(f"length_grouping_batches is {self.length_grouping_batches}; give a number of batches >= 1")
         if self.reject_score not in REJECT_SCORES:
             raise ValueError(f"reject_score is {self.reject_score!r}; choose one of {list(REJECT_SCORES)}")
         low = -1 if self.reject_score == "centroid_cosine" else 0  # a cosine similarity, or a probability

@@ -185,6 +185,11 @@ def test_length_grouped_sampler_draws_every_example_once_per_epoch_seeded_by_epo
     assert list(again) == orders[0]
     shuffled = torch.randperm(200, generator=torch.Generator().manual_seed(5)).tolist()
     assert padding_share(lengths, orders[0], 4) < padding_share(lengths, shuffled, 4) / 3
+    # Fewer batches sorted together: more of the random mix of lengths, and padding between the two.
+    mild = LengthGroupedEpochSampler(lengths, batch_size=4, seed=5, mega_batch_batches=4)
+    assert sorted(mild) == list(range(200))
+    assert padding_share(lengths, orders[0], 4) < padding_share(lengths, list(mild), 4) < padding_share(
+        lengths, shuffled, 4)
 
 
 def test_group_by_length_trains_on_grouped_batches_and_evaluates_in_order(tiny_model, tokenizer, tmp_path):
