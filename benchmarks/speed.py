@@ -132,7 +132,8 @@ def markdown(report):
     if "c" in s:
         r = s["c"]
         lines.append(
-            f"\nTraining (batch {r['batch_size']}, {r['timed_steps']} timed steps after {r['warmup_steps']}): "
+            f"\nTraining (batch {r['batch_size']}, {r.get('train_sampling', 'random')} batches, {r['timed_steps']} timed "
+            f"steps after {r['warmup_steps']}): "
             f"MultiTaskTrainer {r['mtl_over_plain']['median']:.3f}x plain Trainer samples/s "
             f"({r['mtl_over_plain']['min']:.3f}-{r['mtl_over_plain']['max']:.3f}); same batches: {r['same_batches']}\n"
         )
@@ -241,6 +242,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--train-batch-size", type=int, default=32)
     parser.add_argument("--train-repeats", type=int, default=2)
+    parser.add_argument("--train-sampling", default="random", choices=["random", "group_by_length"],
+                        help="train_sampling_strategy of both trainers in c")
     parser.add_argument("--memory-batch-sizes", default="1,8,32,128")
     parser.add_argument("--memory-variants", default=",".join(MEMORY_VARIANTS))
     parser.add_argument("--memory-sentences", type=int, default=256)

@@ -1,7 +1,8 @@
 """Section c: training samples/s of `MultiTaskTrainer` (both tasks, the package's data pipeline and
 `MultiTaskCollator` on ATIS train) vs a plain `transformers.Trainer` on `AutoModelForTokenClassification` (MiniLM,
-token task only): same batch size, same shuffled batches (checked), `max_steps` = warm-up + timed steps, no eval, no
-save. Section d builds the same trainers to measure their memory."""
+token task only): same batch size, same shuffled batches (checked; under `--train-sampling group_by_length` each
+trainer draws with its own length-grouped sampler, so batches of similar padding but not the same ones),
+`max_steps` = warm-up + timed steps, no eval, no save. Section d builds the same trainers to measure their memory."""
 
 import contextlib
 import gc
@@ -58,7 +59,7 @@ def training_data(max_length):
     return train, plain, sentence_labels, token_labels, tokenizer
 
 
-def build_trainer(kind, data, batch_size, warmup_steps, timed_steps, output_dir, seed=42):
+def build_trainer(kind, data, batch_size, warmup_steps, timed_steps, output_dir, seed=42, sampling="random"):
     """A `MultiTaskTrainer` (kind "mtl") or a plain `Trainer` on `AutoModelForTokenClassification` ("plain"), with
     the same arguments, a step clock and a collator that records the batches."""
     from modeling_mtl.data import MultiTaskCollator
@@ -86,6 +87,7 @@ def build_trainer(kind, data, batch_size, warmup_steps, timed_steps, output_dir,
         warmup_steps=0,
         lr_scheduler_type="linear",
         weight_decay=0.01,
+        train_sampling_strategy=sampling,
     )
     torch.manual_seed(seed)
     if kind == "mtl":
@@ -110,10 +112,11 @@ def build_trainer(kind, data, batch_size, warmup_steps, timed_steps, output_dir,
     return trainer, clock, recorder
 
 
-def run_training(kind, data, batch_size, warmup_steps, timed_steps, seed=42):
+def run_training(kind, data, batch_size, warmup_steps, timed_steps, seed=42, sampling="random"):
     """One short training run; returns samples/s over the timed steps and the recorded batches."""
     with tempfile.TemporaryDirectory() as output_dir:
-        trainer, clock, recorder = build_trainer(kind, data, batch_size, warmup_steps, timed_steps, output_dir, seed)
+        trainer, clock, recorder = build_trainer(kind, data, batch_size, warmup_steps, timed_steps, output_dir, seed,
+                                                 sampling)
         with contextlib.redirect_stdout(io.StringIO()):  # Trainer prints its final metrics
             trainer.train()
     seconds = clock.end - clock.start
@@ -134,13 +137,15 @@ def section_c(args, log):
     for repeat in range(args.train_repeats):
         for kind in ("mtl", "plain") if repeat % 2 == 0 else ("plain", "mtl"):
             gc.collect()
-            result = run_training(kind, data, args.train_batch_size, args.warmup_steps, args.train_steps)
+            result = run_training(kind, data, args.train_batch_size, args.warmup_steps, args.train_steps,
+                                  sampling=args.train_sampling)
             runs[kind].append(result)
             log(f"    repeat {repeat + 1}/{args.train_repeats} {kind}: {result['samples_per_s']:.1f} samples/s")
     ratio = paired_ratio([r["samples_per_s"] for r in runs["mtl"]], [r["samples_per_s"] for r in runs["plain"]])
     same_batches = all(r["batches"] == runs["mtl"][0]["batches"] for r in runs["mtl"] + runs["plain"])
     return {
         "batch_size": args.train_batch_size,
+        "train_sampling": args.train_sampling,
         "warmup_steps": args.warmup_steps,
         "timed_steps": args.train_steps,
         "mtl_samples_per_s": [r["samples_per_s"] for r in runs["mtl"]],
