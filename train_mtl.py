@@ -33,7 +33,7 @@ from modeling_mtl.calibration import (
     reliability_bins,
     threshold_for_recall,
 )
-from modeling_mtl.data import MultiTaskCollator, build_label_maps, encode_dataset_dict, load_sources
+from modeling_mtl.data import MultiTaskCollator, build_label_maps, encode_dataset_dict, length_order, load_sources
 from modeling_mtl.hub import create_repo, push_folder, take_push_settings
 from modeling_mtl.inspect_data import format_summary, summarize
 from modeling_mtl.metrics import build_compute_metrics, predictions_to_records
@@ -126,7 +126,7 @@ def calibrate(model, encoded, collator, training_args):
 
 def sorted_by_length(split):
     """`split` in order of tokenised length, and for each example of `split` its position in the sorted copy."""
-    order = sorted(range(len(split)), key=[len(ids) for ids in split["input_ids"]].__getitem__)
+    order = length_order(split)
     positions = [0] * len(order)
     for position, index in enumerate(order):
         positions[index] = position

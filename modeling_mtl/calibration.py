@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .data import IGNORE_INDEX, MODEL_INPUT_KEYS
+from .data import IGNORE_INDEX, MODEL_INPUT_KEYS, length_order
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -109,8 +109,7 @@ def collect_logits(model, dataset, collator, batch_size: int = 64, tokens: bool 
     less than the data set's order."""
     was_training = model.training
     model.eval()
-    lengths = [len(ids) for ids in dataset["input_ids"]]
-    order = sorted(range(len(dataset)), key=lengths.__getitem__)
+    order = length_order(dataset)
     rows = [None] * len(dataset)  # per example: sentence logits, label, embedding, (token logits, token labels)
     batches = DataLoader(dataset, batch_size=batch_size, sampler=order, collate_fn=collator)
     for start, batch in zip(range(0, len(order), batch_size), batches):

@@ -195,13 +195,11 @@ class MultiTaskTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         """With `task_sampling`, draw sources with probability proportional to size^(1/T) (`TaskSampler`); with
-        `train_sampling_strategy: group_by_length`, batches of similar lengths (`LengthGroupedEpochSampler`; for a
-        data set that is not an encoded `datasets.Dataset`, Trainer's own length-grouped sampler)."""
+        `train_sampling_strategy: group_by_length`, batches of similar lengths (`LengthGroupedEpochSampler`)."""
         mode = getattr(self.args, "task_sampling", "none")
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        dataset = self.train_dataset if train_dataset is None else train_dataset
-        encoded = isinstance(dataset, datasets.Dataset) and "input_ids" in dataset.column_names
-        if mode == "none" and self.args.train_sampling_strategy == "group_by_length" and encoded:
+        if mode == "none" and self.args.train_sampling_strategy == "group_by_length":
+            dataset = self.train_dataset if train_dataset is None else train_dataset
             return LengthGroupedEpochSampler(
                 [len(ids) for ids in dataset["input_ids"]],
                 self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size,
