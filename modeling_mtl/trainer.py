@@ -34,7 +34,7 @@ from transformers.trainer_optimizer import is_optimizer_factory
 
 from .metrics import TaskLossTotals, preprocess_logits_for_metrics
 from .publishing_mtl import TRAINING_WEIGHTS_NAME
-from .schema_mtl import TASKS
+from .schema_mtl import TASKS, TOKEN
 from .transfer import TaskSampler, TransferPlan, UncertaintyWeighting, UnfreezingCallback
 from .weight_averaging import WeightAverage, averaged_parameters
 
@@ -100,6 +100,7 @@ class MultiTaskTrainer(Trainer):
         super().__init__(*args, **kwargs)
         # Each task's loss since the last log / during an evaluation.
         self._task_totals = {"train": TaskLossTotals(), "eval": TaskLossTotals()}
+        self._tokens_per_sentence = None  # token_loss_normalization: dataset_mean
         self.transfer = TransferPlan(self.model, self.args)
         self.loss_weighting = None
         if getattr(self.args, "loss_weighting", "static") == "uncertainty" and self.transfer.trained_tasks:
@@ -324,18 +325,47 @@ class MultiTaskTrainer(Trainer):
 
     # ------------------------------------------------------------------ loss
 
+    def _mean_tokens_per_sentence(self):
+        """The training set's mean labelled tokens per sentence that has any (for `token_loss_normalization:
+        dataset_mean`), counted once."""
+        if self._tokens_per_sentence is None:
+            dataset = self.train_dataset
+            if not isinstance(dataset, datasets.Dataset) or TOKEN.label_key not in dataset.column_names:
+                raise ValueError(
+                    "token_loss_normalization=dataset_mean needs an encoded training dataset with a "
+                    f"{TOKEN.label_key!r} column (train_mtl.py's has one)"
+                )
+            counts = [sum(label != -100 for label in labels) for labels in dataset[TOKEN.label_key]]
+            labelled = [count for count in counts if count > 0]
+            self._tokens_per_sentence = sum(labelled) / max(len(labelled), 1)
+            logger.info(f"token_loss_normalization=dataset_mean: {self._tokens_per_sentence:.2f} labelled tokens a "
+                        "sentence in the training set")
+        return self._tokens_per_sentence
+
+    def _normalizes_tokens_by_dataset_mean(self):
+        return getattr(self.args, "token_loss_normalization", "batch") == "dataset_mean"
+
+    def _count_items(self, batch, task):
+        """A task's loss denominator for one micro-batch: its labelled items, or with `token_loss_normalization:
+        dataset_mean` the token task's labelled sentences times the training set's mean labelled tokens a sentence."""
+        labelled = batch[task.label_key] != -100
+        if task is TOKEN and self._normalizes_tokens_by_dataset_mean():
+            return labelled.any(dim=-1).sum() * self._mean_tokens_per_sentence()
+        return labelled.sum()
+
     def _get_num_items_in_batch(self, batch_samples, device):
         present = [task for task in TASKS if batch_samples and task.label_key in batch_samples[0]]
         if not present:
             return None
         counts = torch.stack(
             [
-                sum((batch[task.label_key] != -100).sum() for batch in batch_samples)
+                torch.as_tensor(sum(self._count_items(batch, task) for batch in batch_samples), dtype=torch.float64)
                 if task in present
-                else torch.tensor(0)
+                else torch.tensor(0.0, dtype=torch.float64)
                 for task in TASKS
             ]
-        ).to(device)
+        )
+        counts = counts.to(device, torch.float32 if self._normalizes_tokens_by_dataset_mean() else torch.long)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             counts = self.accelerator.gather(counts).reshape(-1, len(TASKS)).sum(0)
         return {task.name: counts[index] for index, task in enumerate(TASKS) if task in present}

@@ -163,6 +163,13 @@ class MultiTaskTrainingArguments(TrainingArguments):
         metadata={"help": "Under train_sampling_strategy: group_by_length, how many batches are sorted by length "
                   "together: fewer keep more of a random mix of lengths in each batch (and pad more)."},
     )
+    token_loss_normalization: str = field(
+        default="batch",
+        metadata={"help": "What the summed token loss of a training batch is divided by. batch: its labelled tokens "
+                  "(a per-token mean within each batch). dataset_mean: its sentences times the training set's mean "
+                  "labelled tokens per sentence, so every labelled token weighs the same whatever the lengths in its "
+                  "batch (under length-grouped batches a batch mean weighs tokens of short sentences more)."},
+    )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without improvement of metric_for_best_model."}
     )

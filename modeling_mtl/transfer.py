@@ -31,12 +31,14 @@ UNFREEZING_SCHEDULES = ("none", "gradual", "linear_probe")
 UNFREEZE_UNITS = ("steps", "epochs")
 LOSS_WEIGHTINGS = ("static", "uncertainty")
 TASK_SAMPLINGS = ("none", "proportional", "temperature", "uniform")
+TOKEN_LOSS_NORMALIZATIONS = ("batch", "dataset_mean")
 # The string options with a fixed set of values (`freeze`, a combination of presets, is read by `parse_freeze`).
 OPTION_CHOICES = {
     "unfreezing": UNFREEZING_SCHEDULES,
     "unfreeze_unit": UNFREEZE_UNITS,
     "loss_weighting": LOSS_WEIGHTINGS,
     "task_sampling": TASK_SAMPLINGS,
+    "token_loss_normalization": TOKEN_LOSS_NORMALIZATIONS,
 }
 
 # Where encoders keep their list of transformer blocks, relative to `model.encoder` (first match wins):

@@ -276,3 +276,60 @@ def test_length_grouped_batches_under_two_process_ddp(tiny_encoder_dir, tmp_path
         order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(epoch)).tolist()
         assert padding < padding_share(lengths, order, 4) / 3  # grouped batches of similar lengths
     assert ranks[0]["epochs"][0] != ranks[0]["epochs"][1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# token_loss_normalization: dataset_mean
+
+
+def test_dataset_mean_token_normalization_weighs_every_labelled_token_alike(make_tiny_model, tokenizer, tmp_path):
+    train = dataset(tokenizer)
+    model = deterministic_model(make_tiny_model)
+    model.config.token_loss_weight = 2.0
+    model.train()
+    trainer = trainer_for(model, tokenizer, train, tmp_path, token_loss_normalization="dataset_mean")
+    labelled = [sum(label != -100 for label in labels) for labels in train["token_labels"]]
+    mean = sum(labelled) / sum(count > 0 for count in labelled)
+    assert mean != int(mean)  # so a count of tokens could not pass for it
+
+    batch = MultiTaskCollator(tokenizer)([train[i] for i in (0, 1, 2)])  # tokens labelled in examples 0 and 2
+    counts = trainer._get_num_items_in_batch([batch], torch.device("cpu"))
+    assert float(counts["token"]) == pytest.approx(2 * mean)
+    assert int(counts["sentence"]) == 2
+    loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=counts)
+    with torch.no_grad():
+        outputs = model(**batch)
+    token_sum = torch.nn.functional.cross_entropy(
+        outputs.token_logits.reshape(-1, outputs.token_logits.shape[-1]), batch["token_labels"].reshape(-1),
+        ignore_index=-100, reduction="sum",
+    )
+    expected = outputs.sentence_loss + 2.0 * token_sum / (2 * mean)
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+    # With the default, the same batch's token loss is the mean over its labelled tokens.
+    default = trainer_for(model, tokenizer, train, tmp_path)
+    counts = default._get_num_items_in_batch([batch], torch.device("cpu"))
+    assert int(counts["token"]) == labelled[0] + labelled[2]
+    assert float(default.compute_loss(model, dict(batch), num_items_in_batch=counts).detach()) == pytest.approx(
+        float(outputs.sentence_loss + 2.0 * outputs.token_loss), rel=1e-5
+    )
+
+
+def test_dataset_mean_token_normalization_keeps_accumulation_exact(make_tiny_model, tokenizer, tmp_path):
+    train = dataset(tokenizer)
+    updated = []
+    for batch_size, accumulation in ((8, 1), (2, 4)):
+        model = deterministic_model(make_tiny_model)
+        trainer_for(
+            model, tokenizer, train, tmp_path, per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=1.0,
+            lr_scheduler_type="constant", warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0,
+            token_loss_normalization="dataset_mean",
+        ).train()
+        updated.append({name: p.detach().clone() for name, p in model.named_parameters()})
+    for name, value in updated[0].items():
+        assert torch.allclose(value, updated[1][name], atol=1e-5), name
+
+
+def test_unknown_token_loss_normalization_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="token_loss_normalization.*'tokens'.*batch, dataset_mean"):
+        MultiTaskTrainingArguments(output_dir=str(tmp_path), token_loss_normalization="tokens")
