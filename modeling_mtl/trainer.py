@@ -29,7 +29,7 @@ import safetensors.torch
 import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
-from transformers.trainer_pt_utils import get_length_grouped_indices
+from transformers.trainer_pt_utils import BatchRebalanceSampler, get_length_grouped_indices
 from transformers.trainer_optimizer import is_optimizer_factory
 
 from .metrics import TaskLossTotals, preprocess_logits_for_metrics
@@ -196,16 +196,25 @@ class MultiTaskTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         """With `task_sampling`, draw sources with probability proportional to size^(1/T) (`TaskSampler`); with
-        `train_sampling_strategy: group_by_length`, batches of similar lengths (`LengthGroupedEpochSampler`)."""
+        `train_sampling_strategy: group_by_length`, batches of similar lengths (`LengthGroupedEpochSampler`); with
+        `batch_rebalance`, transformers' `BatchRebalanceSampler` seeded by this run's seed (its own default is a fixed
+        42): each optimizer step takes a random batch and cuts it into its micro-batches by length, so the update is
+        that of the random batch (the loss is normalised over the accumulated batch) and the micro-batches pad less."""
         mode = getattr(self.args, "task_sampling", "none")
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        if mode == "none" and self.args.train_sampling_strategy == "group_by_length":
+        strategy = self.args.train_sampling_strategy
+        if mode == "none" and strategy in ("group_by_length", "batch_rebalance"):
             dataset = self.train_dataset if train_dataset is None else train_dataset
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            world_size, accumulation = max(1, self.args.world_size), self.args.gradient_accumulation_steps
+            global_batch = self.args.train_batch_size * accumulation * world_size
+            if strategy == "batch_rebalance":
+                return BatchRebalanceSampler(
+                    lengths, global_batch, dp_size=world_size, grad_accum=accumulation, seed=seed,
+                    rank=self.args.process_index if world_size > 1 else 0, drop_last=self.args.dataloader_drop_last,
+                )
             return LengthGroupedEpochSampler(
-                [len(ids) for ids in dataset["input_ids"]],
-                self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size,
-                seed=seed,
-                mega_batch_batches=getattr(self.args, "length_grouping_batches", 50),
+                lengths, global_batch, seed=seed, mega_batch_batches=getattr(self.args, "length_grouping_batches", 50)
             )
         if mode == "none":
             return super()._get_train_sampler(train_dataset)
@@ -229,6 +238,16 @@ class MultiTaskTrainer(Trainer):
             )
         )
         return sampler
+
+    def get_train_dataloader(self):
+        dataloader = super().get_train_dataloader()
+        shard = getattr(dataloader, "batch_sampler", None)
+        batch_sampler = getattr(shard, "batch_sampler", None)
+        if isinstance(batch_sampler, BatchRebalanceSampler) and not hasattr(shard, "set_epoch"):
+            # Under DDP accelerate wraps the batch sampler in a BatchSamplerShard, which passes `set_epoch` on to a
+            # sampler but not to a batch sampler: without this every epoch would draw the first epoch's batches.
+            shard.set_epoch = batch_sampler.set_epoch
+        return dataloader
 
     def _get_eval_sampler(self, eval_dataset):
         """The data set's own order, always: `compute_metrics` and the prediction files read the predictions in that

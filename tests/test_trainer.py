@@ -210,6 +210,55 @@ def test_group_by_length_trains_on_grouped_batches_and_evaluates_in_order(tiny_m
                     task_sampling="proportional")
 
 
+def test_batch_rebalance_cuts_random_batches_into_micro_batches_by_length(tiny_model, tokenizer, tmp_path):
+    """Each optimizer step's examples are a random draw (the update of a random batch), cut by length into the
+    accumulated micro-batches, which pad less; every example once an epoch; the order follows (seed, epoch)."""
+    from transformers.trainer_pt_utils import BatchRebalanceSampler
+
+    examples = [(text, "travel", ["O"] * len(text.split())) for text in GROUPED_TEXTS[:80]]
+    train = dataset(tokenizer, examples)
+    lengths = [len(ids) for ids in train["input_ids"]]
+    args = dict(per_device_train_batch_size=4, gradient_accumulation_steps=4, train_sampling_strategy="batch_rebalance")
+    trainer = trainer_for(tiny_model, tokenizer, train, tmp_path, **args)
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, BatchRebalanceSampler) and sampler.seed == 7 and sampler.effective_batch_size == 16
+    epochs = []
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    assert epochs[0] == epochs[2] != epochs[1]
+    steps = [sum(epochs[0][step:step + 4], []) for step in range(0, len(epochs[0]), 4)]
+    assert sorted(sum(steps, [])) == list(range(80))  # every example once an epoch
+    # A step holds the examples of a random batch: those of the seeded permutation, in other micro-batches.
+    permutation = torch.randperm(80, generator=torch.Generator().manual_seed(7)).tolist()
+    assert [sorted(step) for step in steps] == [sorted(permutation[start:start + 16]) for start in range(0, 80, 16)]
+    micro = [[lengths[i] for i in batch] for batch in epochs[0]]
+    padding = 1 - sum(map(sum, micro)) / sum(max(batch) * len(batch) for batch in micro)
+    assert padding < padding_share(lengths, permutation, 16) / 2
+    assert trainer_for(tiny_model, tokenizer, train, tmp_path, seed=8, **args)._get_train_sampler().seed == 8
+
+
+def test_batch_rebalance_resumes_bit_identically_mid_epoch(make_tiny_model, tokenizer, tmp_path):
+    examples = [(text, "travel", ["O"] * len(text.split())) for text in GROUPED_TEXTS[:40]]
+    train = dataset(tokenizer, examples)
+    common = dict(per_device_train_batch_size=2, gradient_accumulation_steps=2, train_sampling_strategy="batch_rebalance",
+                  max_steps=14, learning_rate=1e-3)  # 10 steps an epoch: the checkpoint at 6 is mid-epoch
+
+    def run(output, **overrides):
+        return trainer_for(deterministic_model(make_tiny_model), tokenizer, train, tmp_path,
+                           output_dir=str(tmp_path / output), **{**common, **overrides})
+
+    straight = run("straight")
+    straight.train()
+    run("resumed", save_strategy="steps", save_steps=6, save_total_limit=None).train()
+    resumed = run("resumed")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-6"))
+    assert resumed.state.global_step == 14
+    reference = dict(straight.model.named_parameters())
+    for name, parameter in resumed.model.named_parameters():
+        assert torch.equal(parameter, reference[name]), name
+
+
 GROUPED_DDP_SCRIPT = """
 import json, os, sys
 sys.path.insert(0, {repo!r})
@@ -221,13 +270,15 @@ from modeling_mtl.data import MultiTaskCollator, encode_dataset_dict
 from modeling_mtl.trainer import MultiTaskTrainer
 from modeling_mtl.training_args import MultiTaskTrainingArguments
 
-encoder, output, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+encoder, output, texts, strategy = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 model = MultiTaskModel.from_encoder(encoder, sentence_labels=["a", "b"], token_labels=["O", "B-X", "I-X"])
 raw = Dataset.from_dict({{"text": texts, "words": [t.split() for t in texts], "sentence_label": ["a", "b"] * (len(texts) // 2),
                          "tags": [["O"] * len(t.split()) for t in texts], "source": ["s"] * len(texts)}})
 encoded, _ = encode_dataset_dict(DatasetDict(train=raw), model.tokenizer, ["a", "b"], ["O", "B-X", "I-X"], 64)
+accumulation = 2 if strategy == "batch_rebalance" else 1
 args = MultiTaskTrainingArguments(output_dir=output, per_device_train_batch_size=4, max_steps=4, seed=3,
-                                  train_sampling_strategy="group_by_length", eval_strategy="no", save_strategy="no",
+                                  gradient_accumulation_steps=accumulation,
+                                  train_sampling_strategy=strategy, eval_strategy="no", save_strategy="no",
                                   load_best_model_at_end=False, report_to="none", logging_steps=1)
 trainer = MultiTaskTrainer(model=model, args=args, train_dataset=encoded["train"],
                            data_collator=MultiTaskCollator(model.tokenizer))
@@ -244,9 +295,11 @@ with open(os.path.join(output, f"rank{{args.process_index}}.json"), "w") as hand
 """
 
 
-def test_length_grouped_batches_under_two_process_ddp(tiny_encoder_dir, tmp_path):
-    """Both ranks draw the same grouped order and take their own batches of it: together every example exactly once
-    an epoch, none on both ranks; the weights stay identical."""
+@pytest.mark.parametrize("strategy", ["group_by_length", "batch_rebalance"])
+def test_length_grouped_batches_under_two_process_ddp(strategy, tiny_encoder_dir, tmp_path):
+    """Both ranks draw the same order and take their own batches of it: together every example exactly once an
+    epoch, none on both ranks, another order the next epoch; the weights stay identical. group_by_length: batches
+    of similar lengths; batch_rebalance: micro-batches cut from a random batch by length."""
     import json
     import os
     import subprocess
@@ -260,7 +313,7 @@ def test_length_grouped_batches_under_two_process_ddp(tiny_encoder_dir, tmp_path
     script.write_text(GROUPED_DDP_SCRIPT.format(repo=str(REPO)))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(REPO / "configuration" / "accelerate_ddp_cpu.yaml"), str(script), tiny_encoder_dir, str(output),
-               json.dumps(GROUPED_TEXTS)]
+               json.dumps(GROUPED_TEXTS), strategy]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -274,7 +327,7 @@ def test_length_grouped_batches_under_two_process_ddp(tiny_encoder_dir, tmp_path
         padding = 1 - sum(map(sum, batches)) / sum(max(batch) * len(batch) for batch in batches)
         lengths = [length for batch in batches for length in batch]
         order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(epoch)).tolist()
-        assert padding < padding_share(lengths, order, 4) / 3  # grouped batches of similar lengths
+        assert padding < padding_share(lengths, order, 4) / (3 if strategy == "group_by_length" else 1.5)
     assert ranks[0]["epochs"][0] != ranks[0]["epochs"][1]
 
 
