@@ -25,17 +25,24 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from modeling_mtl import MultiTaskModel  # noqa: E402
-from modeling_mtl.data import DataSource, MultiTaskCollator, build_label_maps, encode_dataset_dict, load_sources  # noqa: E402
+from modeling_mtl.data import (  # noqa: E402
+    DataSource,
+    MultiTaskCollator,
+    build_label_maps,
+    encode_dataset_dict,
+    load_sources,
+    padding_share,
+)
 from modeling_mtl.metrics import build_compute_metrics  # noqa: E402
 from modeling_mtl.trainer import MultiTaskTrainer  # noqa: E402
 from modeling_mtl.training_args import MultiTaskTrainingArguments  # noqa: E402
 from train_mtl import sorted_by_length  # noqa: E402
 
 
-def padding_share(split, batch_size):
+def split_padding_share(split, batch_size):
+    """The padding share of `split`'s batches of `batch_size` in its own order."""
     lengths = [len(ids) for ids in split["input_ids"]]
-    batches = [lengths[start:start + batch_size] for start in range(0, len(lengths), batch_size)]
-    return 1 - sum(map(sum, batches)) / sum(max(batch) * len(batch) for batch in batches)
+    return padding_share(lengths[start:start + batch_size] for start in range(0, len(lengths), batch_size))
 
 
 def main():
@@ -82,7 +89,7 @@ def main():
                 "examples": len(encoded[split]),
                 "seconds": {name: {"median": statistics.median(values), "min": min(values), "max": max(values)}
                             for name, values in seconds.items()},
-                "padding_share": {name: round(padding_share(data, args.batch_size), 4) for name, data in orders.items()},
+                "padding_share": {name: round(split_padding_share(data, args.batch_size), 4) for name, data in orders.items()},
                 "same_metrics": same,
                 "differing_metrics": differing,
             }

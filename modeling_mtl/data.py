@@ -445,6 +445,14 @@ def length_order(split: Dataset) -> list[int]:
     return sorted(range(len(lengths)), key=lengths.__getitem__)
 
 
+def padding_share(batches) -> float:
+    """The share of padding among the tokens of `batches` (each a list of example lengths), every batch padded to
+    its longest example."""
+    batches = [list(batch) for batch in batches if len(batch)]
+    padded = sum(max(batch) * len(batch) for batch in batches)
+    return 1 - sum(map(sum, batches)) / padded if padded else 0.0
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Collation
 

@@ -22,6 +22,7 @@ from modeling_mtl.data import (
     encode_dataset_dict,
     load_source,
     load_sources,
+    padding_share,
     tokenize_and_align,
 )
 
@@ -434,3 +435,9 @@ def test_collator_accepts_tensors_and_fills_missing_labels(minilm_tokenizer_path
     assert batch["sentence_labels"].tolist() == [IGNORE_INDEX, 1]
     only_inputs = MultiTaskCollator(tokenizer)([{"input_ids": [101, 102]}])
     assert set(only_inputs) == {"input_ids", "attention_mask"}
+
+
+def test_padding_share_counts_each_batch_padded_to_its_longest():
+    assert padding_share([[1, 3], [2, 2]]) == pytest.approx(0.2)  # 8 real tokens of 10 once padded
+    assert padding_share(iter([[4], [], [4, 4]])) == 0.0  # a generator; an empty batch holds nothing
+    assert padding_share([]) == 0.0

@@ -6,7 +6,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from conftest import SENTENCE_LABELS, TOKEN_LABELS
-from modeling_mtl.data import MultiTaskCollator, encode_dataset_dict
+from modeling_mtl.data import MultiTaskCollator, encode_dataset_dict, padding_share
 from modeling_mtl.metrics import build_compute_metrics
 from modeling_mtl.trainer import MultiTaskTrainer
 from modeling_mtl.training_args import MultiTaskTrainingArguments
@@ -164,9 +164,10 @@ def test_label_smoothing_is_applied_to_both_tasks_and_keeps_accumulation_exact(m
 GROUPED_TEXTS = [" ".join(f"w{word}" for word in range(1 + index % 11)) + f" x{index}" for index in range(400)]
 
 
-def padding_share(lengths, order, batch_size):
-    batches = [[lengths[i] for i in order[start:start + batch_size]] for start in range(0, len(order), batch_size)]
-    return 1 - sum(map(sum, batches)) / sum(max(batch) * len(batch) for batch in batches)
+def order_padding_share(lengths, order, batch_size):
+    """The padding share of the batches of `batch_size` drawn in `order`."""
+    starts = range(0, len(order), batch_size)
+    return padding_share([lengths[i] for i in order[start:start + batch_size]] for start in starts)
 
 
 def test_length_grouped_sampler_draws_every_example_once_per_epoch_seeded_by_epoch():
@@ -184,12 +185,12 @@ def test_length_grouped_sampler_draws_every_example_once_per_epoch_seeded_by_epo
     again = LengthGroupedEpochSampler(lengths, batch_size=4, seed=5)
     assert list(again) == orders[0]
     shuffled = torch.randperm(200, generator=torch.Generator().manual_seed(5)).tolist()
-    assert padding_share(lengths, orders[0], 4) < padding_share(lengths, shuffled, 4) / 3
+    assert order_padding_share(lengths, orders[0], 4) < order_padding_share(lengths, shuffled, 4) / 3
     # Fewer batches sorted together: more of the random mix of lengths, and padding between the two.
     mild = LengthGroupedEpochSampler(lengths, batch_size=4, seed=5, mega_batch_batches=4)
     assert sorted(mild) == list(range(200))
-    assert padding_share(lengths, orders[0], 4) < padding_share(lengths, list(mild), 4) < padding_share(
-        lengths, shuffled, 4)
+    grouped, mixed, random = (order_padding_share(lengths, order, 4) for order in (orders[0], list(mild), shuffled))
+    assert grouped < mixed < random
 
 
 def test_group_by_length_trains_on_grouped_batches_and_evaluates_in_order(tiny_model, tokenizer, tmp_path):
@@ -232,9 +233,8 @@ def test_batch_rebalance_cuts_random_batches_into_micro_batches_by_length(tiny_m
     # A step holds the examples of a random batch: those of the seeded permutation, in other micro-batches.
     permutation = torch.randperm(80, generator=torch.Generator().manual_seed(7)).tolist()
     assert [sorted(step) for step in steps] == [sorted(permutation[start:start + 16]) for start in range(0, 80, 16)]
-    micro = [[lengths[i] for i in batch] for batch in epochs[0]]
-    padding = 1 - sum(map(sum, micro)) / sum(max(batch) * len(batch) for batch in micro)
-    assert padding < padding_share(lengths, permutation, 16) / 2
+    padding = padding_share([lengths[i] for i in batch] for batch in epochs[0])
+    assert padding < order_padding_share(lengths, permutation, 16) / 2
     assert trainer_for(tiny_model, tokenizer, train, tmp_path, seed=8, **args)._get_train_sampler().seed == 8
 
 
@@ -324,10 +324,10 @@ def test_length_grouped_batches_under_two_process_ddp(strategy, tiny_encoder_dir
         seen = [tuple(row) for rank in ranks for batch in rank["epochs"][epoch] for row in batch]
         assert len(seen) == len(set(seen)) == len(GROUPED_TEXTS)  # every example once, on one rank only
         batches = [[len(row) for row in batch] for batch in ranks[0]["epochs"][epoch] + ranks[1]["epochs"][epoch]]
-        padding = 1 - sum(map(sum, batches)) / sum(max(batch) * len(batch) for batch in batches)
+        padding = padding_share(batches)
         lengths = [length for batch in batches for length in batch]
         order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(epoch)).tolist()
-        assert padding < padding_share(lengths, order, 4) / (3 if strategy == "group_by_length" else 1.5)
+        assert padding < order_padding_share(lengths, order, 4) / (3 if strategy == "group_by_length" else 1.5)
     assert ranks[0]["epochs"][0] != ranks[0]["epochs"][1]
 
 
