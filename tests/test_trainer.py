@@ -68,18 +68,24 @@ def deterministic_model(make_tiny_model):
     return model
 
 
-def test_gradient_accumulation_equals_one_big_batch(make_tiny_model, tokenizer, tmp_path):
-    train = dataset(tokenizer)
+def weights_after_one_sgd_step(make_tiny_model, tokenizer, train, tmp_path, shapes, **options):
+    """The weights of a deterministic tiny model after one plain SGD step (learning rate 1, no clipping, no decay) at
+    each (batch size, accumulation steps) of `shapes`, `options` added to the training arguments."""
     updated = []
-    for batch_size, accumulation in ((8, 1), (4, 2), (2, 4)):
+    for batch_size, accumulation in shapes:
         model = deterministic_model(make_tiny_model)
-        trainer = trainer_for(
+        trainer_for(
             model, tokenizer, train, tmp_path, per_device_train_batch_size=batch_size,
             gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=1.0,
-            lr_scheduler_type="constant", warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0,
-        )
-        trainer.train()
+            lr_scheduler_type="constant", warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0, **options,
+        ).train()
         updated.append({name: p.detach().clone() for name, p in model.named_parameters()})
+    return updated
+
+
+def test_gradient_accumulation_equals_one_big_batch(make_tiny_model, tokenizer, tmp_path):
+    updated = weights_after_one_sgd_step(make_tiny_model, tokenizer, dataset(tokenizer), tmp_path,
+                                         ((8, 1), (4, 2), (2, 4)))
     initial = dict(deterministic_model(make_tiny_model).named_parameters())
     assert any(not torch.equal(updated[0][name], initial[name]) for name in initial)  # the step did move weights
     for other in updated[1:]:
@@ -144,16 +150,8 @@ def test_label_smoothing_is_applied_to_both_tasks_and_keeps_accumulation_exact(m
         float(outputs.sentence_loss), rel=1e-5
     )
 
-    updated = []
-    for batch_size, accumulation in ((8, 1), (2, 4)):
-        model = deterministic_model(make_tiny_model)
-        trainer_for(
-            model, tokenizer, train, tmp_path, per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=1.0,
-            lr_scheduler_type="constant", warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0,
-            label_smoothing_factor=0.2,
-        ).train()
-        updated.append({name: p.detach().clone() for name, p in model.named_parameters()})
+    updated = weights_after_one_sgd_step(make_tiny_model, tokenizer, train, tmp_path, ((8, 1), (2, 4)),
+                                         label_smoothing_factor=0.2)
     for name, value in updated[0].items():
         assert torch.allclose(value, updated[1][name], atol=1e-5), name
 
@@ -369,16 +367,8 @@ def test_dataset_mean_token_normalization_weighs_every_labelled_token_alike(make
 
 def test_dataset_mean_token_normalization_keeps_accumulation_exact(make_tiny_model, tokenizer, tmp_path):
     train = dataset(tokenizer)
-    updated = []
-    for batch_size, accumulation in ((8, 1), (2, 4)):
-        model = deterministic_model(make_tiny_model)
-        trainer_for(
-            model, tokenizer, train, tmp_path, per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=1.0,
-            lr_scheduler_type="constant", warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0,
-            token_loss_normalization="dataset_mean",
-        ).train()
-        updated.append({name: p.detach().clone() for name, p in model.named_parameters()})
+    updated = weights_after_one_sgd_step(make_tiny_model, tokenizer, train, tmp_path, ((8, 1), (2, 4)),
+                                         token_loss_normalization="dataset_mean")
     for name, value in updated[0].items():
         assert torch.allclose(value, updated[1][name], atol=1e-5), name
 
