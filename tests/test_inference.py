@@ -37,12 +37,17 @@ def midway(model, rejected):
 
 
 def use_centroids(model, rejected):
-    """Switch `model` to centroid rejection: class centroids of TEXTS' embeddings (labelled 0, 1, 2, 0) and a
-    threshold that rejects the `rejected` texts least similar to their nearest centroid."""
-    centroids = class_centroids(model.encode(TEXTS, convert_to_tensor=True), [0, 1, 2, 0], len(SENTENCE_LABELS))
+    """Switch `model` to centroid rejection with a threshold that rejects the last `rejected` of TEXTS: each other
+    text is its own class's centroid (similarity 1), the rejected ones are unlabelled. The tiny random encoder's
+    embeddings are all alike (cosine above 0.9), so class means would put similarities within 1e-6 of each other and a
+    one-text forward pass (the pipeline's) could land on the other side of the threshold."""
+    labels = [index if index < len(TEXTS) - rejected else -1 for index in range(len(TEXTS))]
+    embeddings = model.encode(TEXTS, convert_to_tensor=True)
+    centroids = class_centroids(embeddings, labels, len(SENTENCE_LABELS))
     model.config.sentence_centroids = centroids.tolist()
     model.config.reject_score = "centroid_cosine"
-    similarities = sorted(centroid_similarity(model.encode(TEXTS, convert_to_tensor=True), centroids).tolist())
+    similarities = sorted(centroid_similarity(embeddings, centroids).tolist())
+    assert similarities[rejected] - similarities[rejected - 1] > 1e-3, f"no clear margin: {similarities}"
     model.config.reject_threshold = (similarities[rejected - 1] + similarities[rejected]) / 2
     return centroids
 
