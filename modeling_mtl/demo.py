@@ -86,7 +86,10 @@ def build_demo(model, examples=None, title=None, max_chars=MAX_CHARS, max_lines=
         too_long = [number for number, line in enumerate(lines, start=1) if len(line) > max_chars]
         if too_long:
             return None, None, f"⚠️ Line {too_long[0]} is longer than {max_chars} characters."
-        predictions = model.predict(lines, top_k=top_k)
+        try:
+            predictions = model.predict(lines, top_k=top_k)
+        except (TypeError, ValueError) as error:  # as in the one-text tab
+            return None, None, f"⚠️ {error}"
         rows = [[line, p["label"], round(p["score"], 4),
                  ", ".join(f"{e['word']} ({e['entity_group']})" for e in p["entities"]),
                  "yes" if "rejected_label" in p else ""] for line, p in zip(lines, predictions)]

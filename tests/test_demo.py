@@ -148,6 +148,19 @@ def test_empty_or_oversize_input_gets_a_message_not_a_trace(browser, demo_url, t
     assert label is None and spans == []
 
 
+def test_a_model_that_cannot_predict_gets_a_message_in_both_tabs(tokenizer):
+    from modeling_mtl.demo import build_demo
+
+    model = build_lively_model(tokenizer)
+    model.tokenizer = None  # predict raises ValueError("this model has no tokenizer: ...")
+    handlers = {function.fn.__name__: function.fn for function in build_demo(model).fns.values()}
+    one_text = handlers["predict_one"]("fly to boston")
+    several = handlers["predict_lines"]("fly to boston\nbuy a laptop")
+    assert one_text == (None, None, one_text[2], None) and several == (None, None, several[2])
+    for status in (one_text[2], several[2]):
+        assert status.startswith("⚠️ this model has no tokenizer"), status
+
+
 @pytest.mark.browser
 def test_the_batch_tab_shows_one_row_per_line_and_offers_the_jsonl(browser, demo_url, reference, tmp_path):
     expected = reference.predict(TEXTS, top_k=3)
