@@ -376,15 +376,13 @@ class MultiTaskTrainer(Trainer):
         present = [task for task in TASKS if batch_samples and task.label_key in batch_samples[0]]
         if not present:
             return None
-        counts = torch.stack(
-            [
-                torch.as_tensor(sum(self._count_items(batch, task) for batch in batch_samples), dtype=torch.float64)
-                if task in present
-                else torch.tensor(0.0, dtype=torch.float64)
-                for task in TASKS
-            ]
+        # Whole numbers, except under dataset_mean (sentences times a mean).
+        counts = torch.tensor(
+            [float(sum(self._count_items(batch, task) for batch in batch_samples)) if task in present else 0.0
+             for task in TASKS],
+            dtype=torch.float32 if self._normalizes_tokens_by_dataset_mean() else torch.long,
+            device=device,
         )
-        counts = counts.to(device, torch.float32 if self._normalizes_tokens_by_dataset_mean() else torch.long)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             counts = self.accelerator.gather(counts).reshape(-1, len(TASKS)).sum(0)
         return {task.name: counts[index] for index, task in enumerate(TASKS) if task in present}
