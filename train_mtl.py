@@ -162,7 +162,9 @@ def resolve_checkpoint(training_args):
     return None
 
 
-def main(argv=None):
+def main(argv=None, trainer_class=MultiTaskTrainer):
+    """Train, calibrate, evaluate and save the run that `argv` (run file and overrides) describes; returns the
+    trainer. `trainer_class`: the MultiTaskTrainer (sub)class to build, e.g. a benchmark's that measures the run."""
     argv = sys.argv[1:] if argv is None else argv
     if any(argument in ("-h", "--help") for argument in argv):
         HfArgumentParser(ARGUMENT_CLASSES).print_help()
@@ -220,7 +222,7 @@ def main(argv=None):
         logger.warning("no validation split: training without evaluation or best-checkpoint selection")
         training_args.eval_strategy = "no"
         training_args.load_best_model_at_end = False
-    trainer = MultiTaskTrainer(
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=encoded["train"],

@@ -210,9 +210,8 @@ def run_worker(args):
 
     profile = torch_profile(args.torch_profile_steps) if args.torch_profile_steps else None
     trainer_class = make_recording_trainer(train_mtl.MultiTaskTrainer, test_split, clock, profile)
-    train_mtl.MultiTaskTrainer = trainer_class  # train_mtl builds its trainer from this name
     clock.start, clock.off_clock = time.perf_counter(), 0.0
-    trainer = train_mtl.main(argv)
+    trainer = train_mtl.main(argv, trainer_class=trainer_class)
     total = clock.now()
     with open(os.path.join(args.output_dir, "all_results.json"), encoding="utf-8") as handle:
         results = json.load(handle)
