@@ -118,6 +118,23 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def wait_until_ready(process, ready, log_text, what, timeout=120):
+    """Poll `ready()` (an OSError counts as not yet) until it is true; fail with `log_text()` if `process` exits or
+    `timeout` seconds pass first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"{what} exited with {process.returncode}:\n{log_text()}"
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not get ready:\n{log_text()}"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def lively_model(make_tiny_model):
     """A tiny random model whose token head predicts a mix of tags."""

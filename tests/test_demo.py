@@ -10,12 +10,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 
-from conftest import BLOCK_PACKAGE, DEMO_DATA, REPO, build_lively_model, free_port
+from conftest import BLOCK_PACKAGE, DEMO_DATA, REPO, build_lively_model, free_port, wait_until_ready
 from modeling_mtl import MultiTaskModel
 
 gradio = pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
@@ -64,17 +63,13 @@ def start_app(command, log, env=None):
                                env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_PORT": str(port),
                                     "GRADIO_SERVER_NAME": "127.0.0.1", **(env or {})})
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        assert process.poll() is None, f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return process, url, sink
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"the app did not start:\n{log.read_text()[-3000:]}"
-        time.sleep(0.5)
+
+    def answers():
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+
+    wait_until_ready(process, answers, lambda: log.read_text()[-3000:], "the app", timeout=180)
+    return process, url, sink
 
 
 @pytest.fixture(scope="module")

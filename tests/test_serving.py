@@ -19,7 +19,7 @@ import urllib.request
 import numpy
 import pytest
 
-from conftest import build_lively_model, free_port
+from conftest import build_lively_model, free_port, wait_until_ready
 from modeling_mtl import MultiTaskModel
 from modeling_mtl.cli import main
 
@@ -82,16 +82,7 @@ def running_server(model_dir, tmp_path, *options):
         )
     server = Server(process, port, log)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"the server exited with {process.returncode}:\n{server.log_text()}"
-            try:
-                if server.call("/ready", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"the server did not get ready:\n{server.log_text()}"
-            time.sleep(0.2)
+        wait_until_ready(process, lambda: server.call("/ready", timeout=5)[0] == 200, server.log_text, "the server")
         yield server
     finally:
         if process.poll() is None:
