@@ -25,7 +25,7 @@ from transformers import (
     RobertaTokenizerFast,
 )
 
-from conftest import SENTENCE_LABELS, TOKEN_LABELS
+from conftest import BLOCK_PACKAGE, SENTENCE_LABELS, TOKEN_LABELS
 from modeling_mtl import MultiTaskConfig, MultiTaskModel, split_words
 from modeling_mtl.configuration_mtl import encoder_max_positions, is_causal_encoder
 from test_modeling import IRREGULAR_TEXTS, force_tags
@@ -265,16 +265,9 @@ def test_causal_encoder_ignores_the_padding_side_and_reads_empty_texts(encoder_f
     assert [result["entities"] for result in (results[0], results[2])] == [[], []]
 
 
-CLEAN_CLIENT = textwrap.dedent(
+CLEAN_CLIENT = BLOCK_PACKAGE + textwrap.dedent(
     """
-    import json, sys
-
-    class BlockPackage:  # the models must load from their folders' own code files
-        def find_spec(self, name, path=None, target=None):
-            if name == "modeling_mtl" or name.startswith("modeling_mtl."):
-                raise ImportError("the modeling_mtl package is not available in a clean client")
-
-    sys.meta_path.insert(0, BlockPackage())
+    import json
     from safetensors.torch import save_file
     from transformers import AutoModel, pipeline
 

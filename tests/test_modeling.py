@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, BertModel
 
-from conftest import SENTENCE_LABELS, SHARED_DATA, TOKEN_LABELS, is_valid_bio, needs_shared_data
+from conftest import BLOCK_PACKAGE, SENTENCE_LABELS, SHARED_DATA, TOKEN_LABELS, is_valid_bio, needs_shared_data
 from modeling_mtl import MultiTaskModel, split_words
 from modeling_mtl.decoding_mtl import bio_to_entities, bio_viterbi, bio_viterbi_batch
 from modeling_mtl.modeling_mtl import Pooling
@@ -353,16 +353,8 @@ def test_an_interrupted_save_never_leaves_a_folder_that_half_loads(tiny_model, t
     assert not [name for name in os.listdir(tmp_path) if ".saving-" in name]  # staging cleaned up
 
 
-CLEAN_CLIENT = textwrap.dedent(
+CLEAN_CLIENT = BLOCK_PACKAGE + textwrap.dedent(
     """
-    import sys
-
-    class BlockPackage:  # the model must load from the folder's own code files
-        def find_spec(self, name, path=None, target=None):
-            if name == "modeling_mtl" or name.startswith("modeling_mtl."):
-                raise ImportError("the modeling_mtl package is not available in a clean client")
-
-    sys.meta_path.insert(0, BlockPackage())
     import torch
     from safetensors.torch import save_file
     from transformers import (AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification,

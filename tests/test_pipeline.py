@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from conftest import DEMO_DATA
+from conftest import BLOCK_PACKAGE, DEMO_DATA
 from modeling_mtl import split_words
 from modeling_mtl.decoding_mtl import bio_to_entities
 from test_modeling import IRREGULAR_TEXTS
@@ -111,16 +111,9 @@ def test_pipeline_in_process_matches_predict_batched_or_not(lively_model, tmp_pa
         pipe("fly to paris", aggregation_strategy="simple")
 
 
-CLEAN_PIPELINE_CLIENT = textwrap.dedent(
+CLEAN_PIPELINE_CLIENT = BLOCK_PACKAGE + textwrap.dedent(
     """
-    import json, sys
-
-    class BlockPackage:  # the folder's own code files must do everything
-        def find_spec(self, name, path=None, target=None):
-            if name == "modeling_mtl" or name.startswith("modeling_mtl."):
-                raise ImportError("the modeling_mtl package is not available in a clean client")
-
-    sys.meta_path.insert(0, BlockPackage())
+    import json
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, pipeline
 
