@@ -13,7 +13,6 @@ loaders), so a data set `inspect-data` accepts is one training accepts. `train_m
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 
@@ -147,24 +146,15 @@ def load_run_data(target: str):
 
 
 def _tokenizer_and_length(model_args):
-    from transformers import AutoTokenizer
+    """The encoder's tokenizer and the max_seq_length training would use (`from_encoder`'s rule), without weights."""
+    from transformers import AutoConfig, AutoTokenizer
 
-    from .encoders import shipped_minilm
-    from .publishing_mtl import sentence_transformers_settings
+    from .configuration_mtl import MultiTaskConfig
+    from .modeling_mtl import encoder_settings, resolve_encoder
 
-    name = shipped_minilm(model_args.encoder) or model_args.encoder
-    tokenizer = AutoTokenizer.from_pretrained(name)
-
-    def read_json(filename):
-        path = os.path.join(name, filename)
-        if not os.path.isfile(path):
-            return None
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-
-    length = model_args.max_seq_length or (os.path.isdir(name) and sentence_transformers_settings(read_json)
-                                           .get("max_seq_length")) or min(tokenizer.model_max_length, 512)
-    return tokenizer, int(length)
+    source = resolve_encoder(model_args.encoder)
+    settings = {**encoder_settings(AutoConfig.from_pretrained(source), source), **model_args.config_overrides()}
+    return AutoTokenizer.from_pretrained(source), int(settings.get("max_seq_length", MultiTaskConfig.max_seq_length))
 
 
 def inspect_data(target: str, with_tokenizer: bool = True) -> tuple[dict, str]:

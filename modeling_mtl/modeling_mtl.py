@@ -374,14 +374,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel, MultiTaskInference):
             encoder_model.resize_token_embeddings(len(tokenizer))
             encoder_model.config.pad_token_id = tokenizer.pad_token_id
 
-        settings = {}
-        if is_causal_encoder(encoder_model.config):
-            settings["pooling_mode"] = "last"
-        max_positions = encoder_max_positions(encoder_model.config)
-        if max_positions is not None and max_positions < MultiTaskConfig.max_seq_length:
-            settings["max_seq_length"] = max_positions
-        settings.update(sentence_transformers_settings(functools.partial(read_json, source)))
-        settings.update(config_overrides)
+        settings = {**encoder_settings(encoder_model.config, source), **config_overrides}
         config = MultiTaskConfig(
             encoder_config=encoder_model.config,
             encoder_name_or_path=str(encoder),
@@ -646,6 +639,20 @@ def resolve_encoder(name):
     if os.path.isdir(name) or name not in ENCODER_RESOLVERS:
         return name
     return ENCODER_RESOLVERS[name](name) or name
+
+
+def encoder_settings(encoder_config, source):
+    """The MultiTaskConfig fields an encoder implies before a run's own settings: last-token pooling for a
+    decoder-only model, `max_seq_length` within its position embeddings, then what a sentence-transformers folder
+    says (pooling, normalisation, max length). `from_encoder` and `inspect-data` both read lengths from here."""
+    settings = {}
+    if is_causal_encoder(encoder_config):
+        settings["pooling_mode"] = "last"
+    max_positions = encoder_max_positions(encoder_config)
+    if max_positions is not None and max_positions < MultiTaskConfig.max_seq_length:
+        settings["max_seq_length"] = max_positions
+    settings.update(sentence_transformers_settings(functools.partial(read_json, source)))
+    return settings
 
 
 def read_json(source, filename):

@@ -74,3 +74,16 @@ def test_data_training_would_refuse_exits_2_naming_the_file(tmp_path, capsys):
 def test_a_target_that_does_not_exist_exits_2(tmp_path, capsys):
     assert main(["inspect-data", str(tmp_path / "nope.yaml")], stdout=io.StringIO()) == 2
     assert "neither a run file nor a data folder" in capsys.readouterr().err
+
+
+def test_the_length_checked_is_the_one_training_uses(run_file, tiny_encoder_dir):
+    # No max_seq_length in the run file: training takes the encoder's own rule (here its 128 positions, not the
+    # tokenizer's model_max_length of 512), and so must the truncation count.
+    from modeling_mtl import MultiTaskModel
+
+    run_file.write_text(run_file.read_text(encoding="utf-8").replace("max_seq_length: 16\n", "")
+                        + f"encoder: {tiny_encoder_dir}\n", encoding="utf-8")
+    out = io.StringIO()
+    assert main(["inspect-data", str(run_file), "--json"], stdout=out) == 0
+    trained = MultiTaskModel.from_encoder(tiny_encoder_dir, sentence_labels=["a"], token_labels=["O"])
+    assert json.loads(out.getvalue())["max_seq_length"] == trained.config.max_seq_length == 128
