@@ -146,15 +146,18 @@ def load_run_data(target: str):
 
 
 def _tokenizer_and_length(model_args):
-    """The encoder's tokenizer and the max_seq_length training would use (`from_encoder`'s rule), without weights."""
+    """The encoder's tokenizer as training adapts it (pre-split words of a byte-level BPE get their word-start
+    space) and the max_seq_length training would use, by `from_encoder`'s rules, without loading weights."""
     from transformers import AutoConfig, AutoTokenizer
 
     from .configuration_mtl import MultiTaskConfig
-    from .modeling_mtl import encoder_settings, resolve_encoder
+    from .modeling_mtl import adapt_tokenizer, encoder_settings, resolve_encoder
 
     source = resolve_encoder(model_args.encoder)
-    settings = {**encoder_settings(AutoConfig.from_pretrained(source), source), **model_args.config_overrides()}
-    return AutoTokenizer.from_pretrained(source), int(settings.get("max_seq_length", MultiTaskConfig.max_seq_length))
+    encoder_config = AutoConfig.from_pretrained(source)
+    tokenizer = adapt_tokenizer(AutoTokenizer.from_pretrained(source), encoder_config.pad_token_id)
+    settings = {**encoder_settings(encoder_config, source), **model_args.config_overrides()}
+    return tokenizer, int(settings.get("max_seq_length", MultiTaskConfig.max_seq_length))
 
 
 def inspect_data(target: str, with_tokenizer: bool = True) -> tuple[dict, str]:

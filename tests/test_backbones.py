@@ -188,6 +188,19 @@ def test_from_encoder_adapts_tokenizer_pooling_and_inputs(family, encoder_folder
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_inspect_data_counts_the_tokens_and_length_training_uses(family, encoder_folders):
+    from modeling_mtl.inspect_data import _tokenizer_and_length
+    from modeling_mtl.training_args import ModelArguments
+
+    tokenizer, length = _tokenizer_and_length(ModelArguments(encoder=str(encoder_folders[family])))
+    model = build(encoder_folders[family])
+    words = ["fly", "from", "boston", LONG_WORD]
+    assert tokenizer(words, is_split_into_words=True)["input_ids"] == model.tokenizer(words, is_split_into_words=True)[
+        "input_ids"]
+    assert length == model.config.max_seq_length
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_both_losses_fall_in_a_few_steps(family, encoder_folders):
     model = build(encoder_folders[family])
     words = [text.split() for text in TEXTS + ["the senate voted today", "buy a laptop in Paris"]]
